@@ -1,0 +1,1 @@
+"""Subcommands of the ``inference-autoscaler`` CLI, one module each (see ``autoscaler.cli``)."""

@@ -1,0 +1,179 @@
+"""The schema of our document kinds (``ScalingPolicy``, ``PolicyDefaults``) in the DSL of
+:mod:`autoscaler.policy.schema`. Field names and HPA ``behavior`` semantics follow autoscaling/v2.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from autoscaler.policy.model import API_VERSION
+from autoscaler.policy.schema import Enum, Integer, ListOf, Obj, Quantity, StringMap, Text
+from autoscaler.presets import PRESETS
+
+__all__ = ["DEFAULTS_DOCUMENT", "KINDS", "POLICY_DOCUMENT", "document_json_schema"]
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_METRIC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str | None:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        return "must be a DNS label: lower-case letters, digits and '-', at most 63 characters"
+    return None
+
+
+def _dns_subdomain(value: str) -> str | None:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        return "must be a DNS subdomain: lower-case letters, digits, '-' and '.', at most 253 characters"
+    return None
+
+
+def _metric_name(value: str) -> str | None:
+    if len(value) > 63 or not _METRIC_NAME.match(value):
+        return "must be lower-case letters, digits, '-' or '_', at most 63 characters"
+    return None
+
+
+_METADATA = Obj(
+    fields={
+        "name": Text(pattern_check=_dns_subdomain, description="Policy name, unique in its namespace."),
+        "namespace": Text(
+            pattern_check=_dns_label,
+            description="The team's namespace. The policy can only act on objects in this namespace.",
+        ),
+        "labels": StringMap(description="Free-form labels, e.g. team: search."),
+        "annotations": StringMap(),
+    },
+    required=("name", "namespace"),
+)
+
+_SCALING_RULE = Obj(
+    fields={
+        "type": Enum(choices=("Pods", "Percent")),
+        "value": Integer(minimum=1, description="Pods, or percent of the replicas at the period's start."),
+        "periodSeconds": Integer(minimum=1, maximum=1800),
+    },
+    required=("type", "value", "periodSeconds"),
+    description="An HPAScalingPolicy.",
+)
+
+_SCALING_RULES = Obj(
+    fields={
+        "stabilizationWindowSeconds": Integer(minimum=0, maximum=3600),
+        "selectPolicy": Enum(choices=("Max", "Min", "Disabled")),
+        "policies": ListOf(item=_SCALING_RULE, min_items=1),
+        "tolerance": Quantity(positive=False, description="Ratio band around 1 inside which nothing changes."),
+    },
+    description="HPAScalingRules: same fields and defaults as autoscaling/v2.",
+)
+
+_SOURCE = Obj(
+    fields={
+        "preset": Enum(choices=tuple(PRESETS), what="preset",
+                         where_listed="`inference-autoscaler schema` lists them", description="A named signal; see `inference-autoscaler schema`."),
+        "query": Text(description="A PromQL template with {{namespace}}, {{target}} and {{selector}} placeholders."),
+        "matchLabels": StringMap(description="Extra label matchers that select the target's series."),
+    },
+)
+
+_TARGET_VALUE = Obj(
+    fields={
+        "type": Enum(choices=("AverageValue", "Value", "Utilization")),
+        "averageValue": Quantity(description="Per replica: the value is a total over the target's pods."),
+        "value": Quantity(description="For the whole target: the ratio multiplies the ready replicas."),
+        "averageUtilization": Integer(minimum=1, description="Percent, averaged over the target's GPUs."),
+    },
+    required=("type",),
+)
+
+_METRIC = Obj(
+    fields={
+        "name": Text(pattern_check=_metric_name),
+        "source": _SOURCE,
+        "target": _TARGET_VALUE,
+    },
+    required=("name", "source", "target"),
+)
+
+_SPEC = Obj(
+    fields={
+        "target": Obj(
+            fields={
+                "apiVersion": Text(description="e.g. apps/v1 or serving.kserve.io/v1beta1"),
+                "kind": Text(description="Deployment, StatefulSet, InferenceService, ... (needs a scale subresource)"),
+                "name": Text(pattern_check=_dns_subdomain),
+            },
+            required=("apiVersion", "kind", "name"),
+            forbidden={
+                "namespace": "a policy can only target objects in its own metadata.namespace; "
+                "remove spec.target.namespace",
+            },
+        ),
+        "minReplicas": Integer(minimum=0),
+        "maxReplicas": Integer(minimum=1),
+        "mode": Enum(choices=("patch", "external", "shadow")),
+        "intervalSeconds": Integer(minimum=1, maximum=3600),
+        "metrics": ListOf(item=_METRIC, min_items=1),
+        "behavior": Obj(fields={"scaleUp": _SCALING_RULES, "scaleDown": _SCALING_RULES}),
+        "fallback": Obj(
+            fields={
+                "failureThreshold": Integer(minimum=0),
+                "behavior": Enum(choices=("hold", "static", "currentReplicasIfHigher", "currentReplicasIfLower")),
+                "replicas": Integer(minimum=0),
+            },
+        ),
+    },
+    required=("target", "maxReplicas", "metrics"),
+)
+
+POLICY_DOCUMENT = Obj(
+    fields={
+        "apiVersion": Enum(choices=(API_VERSION,)),
+        "kind": Enum(choices=("ScalingPolicy",)),
+        "metadata": _METADATA,
+        "spec": _SPEC,
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+    description="A team's scaling policy for one target.",
+)
+
+DEFAULTS_DOCUMENT = Obj(
+    fields={
+        "apiVersion": Enum(choices=(API_VERSION,)),
+        "kind": Enum(choices=("PolicyDefaults",)),
+        "metadata": Obj(
+            fields={"name": Text(pattern_check=_dns_subdomain), "namespace": Text(pattern_check=_dns_label),
+                    "labels": StringMap(), "annotations": StringMap()},
+            required=("name",),
+        ),
+        "spec": _SPEC.optional(),
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+    description="Defaults layered under the policies in this folder and below (and, with "
+    "metadata.namespace, only that namespace's).",
+)
+
+KINDS = {"ScalingPolicy": POLICY_DOCUMENT, "PolicyDefaults": DEFAULTS_DOCUMENT}
+
+
+def document_json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) for our files, for yaml-language-server and other editors."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://inference-autoscaler.io/schemas/v1alpha1.json",
+        "title": "inference-autoscaler policy documents",
+        "type": "object",
+        "required": ["apiVersion", "kind"],
+        "allOf": [
+            {
+                "if": {"properties": {"kind": {"const": kind}}},
+                "then": spec.schema(),
+            }
+            for kind, spec in KINDS.items()
+        ],
+        "properties": {"kind": {"enum": list(KINDS)}},
+        "x-presets": {name: {"description": p.description, "unit": p.unit, "aggregation": p.aggregation.value}
+                      for name, p in PRESETS.items()},
+    }

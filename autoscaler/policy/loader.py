@@ -1,0 +1,598 @@
+"""Load team policy files: YAML -> validated, typed :class:`ScalingPolicy` values.
+
+* Several documents per file; ``ScalingPolicy`` and ``PolicyDefaults`` kinds.
+* ``PolicyDefaults`` layer under the policies of their folder and below: org-wide at a policy root,
+  team defaults in a namespace's folder (or, in a flat ConfigMap, with ``metadata.namespace``), then
+  the policy itself. Mappings merge key by key; lists (metrics, behavior policies) are replaced whole.
+* Strict: unknown fields are errors with a "did you mean" hint; every error names the file, the line
+  (where known), the field path and the value.
+* One bad document never prevents loading the good ones. A policy whose defaults are broken is not
+  loaded (running it without its defaults would be a different policy).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoscaler.core.quantity import parse_quantity, parse_quantity_milli
+from autoscaler.policy.documents import KINDS, POLICY_DOCUMENT
+from autoscaler.policy.model import (
+    API_VERSION,
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    Behavior,
+    Fallback,
+    FallbackBehavior,
+    MetricSource,
+    MetricSpec,
+    MetricTarget,
+    Mode,
+    RuleType,
+    ScalingPolicy,
+    ScalingRule,
+    ScalingRules,
+    SelectPolicy,
+    TargetRef,
+    TargetType,
+)
+from autoscaler.policy.schema import Issue, check, did_you_mean
+from autoscaler.presets import PRESETS, Aggregation
+
+__all__ = ["LoadResult", "PolicyError", "load_policies", "load_policy_file", "policy_to_document"]
+
+FieldPath = tuple[str | int, ...]
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyError:
+    """A problem in a policy file, printable as ``file:line: field = value: message``."""
+
+    file: str
+    line: int | None
+    path: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        if not self.path:
+            return f"{where}: {self.message}"
+        if self.value is None and self.message.startswith("is required"):
+            return f"{where}: {self.path}: {self.message}"
+        return f"{where}: {self.path} = {_show(self.value)}: {self.message}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict | list):
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    elif isinstance(value, str):
+        text = value if value and value.strip() == value and not value.isdigit() else repr(value)
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _dotted(path: FieldPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass(slots=True)
+class _Doc:
+    """One YAML document as plain data, with the line of every field path."""
+
+    file: str
+    index: int
+    data: Any
+    lines: dict[FieldPath, int]
+    directory: Path = Path(".")
+    root: Path = Path(".")
+
+    @property
+    def line(self) -> int | None:
+        return self.lines.get(())
+
+    def line_of(self, path: FieldPath) -> int | None:
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path)
+
+    def error(self, issue: Issue) -> PolicyError:
+        return PolicyError(self.file, self.line_of(issue.path), _dotted(issue.path), issue.value, issue.message)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, path: FieldPath, line: int) -> None:
+        super().__init__(path, line)
+        self.path, self.line = path, line
+
+
+def _plain(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolve YAML merge keys (<<)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in out:
+                raise _DuplicateKey((*path, key), key_node.start_mark.line + 1)
+            out[key] = _plain(loader, value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _read_documents(path: Path, shown: str) -> tuple[list[_Doc], list[PolicyError]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [PolicyError(shown, None, "", None, f"cannot read file: {exc}")]
+    docs: list[_Doc] = []
+    loader = yaml.SafeLoader(text)
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            lines: dict[FieldPath, int] = {}
+            try:
+                data = _plain(loader, node, (), lines)
+            except _DuplicateKey as dup:
+                docs.append(_Doc(shown, index, None, {(): node.start_mark.line + 1}))
+                return docs, [PolicyError(shown, dup.line, _dotted(dup.path), None, "duplicate key")]
+            if data is not None:
+                docs.append(_Doc(shown, index, data, lines))
+            index += 1
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+        return docs, [PolicyError(shown, mark.line + 1 if mark else None, "", None, message)]
+    finally:
+        loader.dispose()
+    return docs, []
+
+
+# ----------------------------------------------------------------------------------------- merging
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    doc: _Doc
+    namespace: str | None
+    valid: bool
+
+    def applies_to(self, doc: _Doc, namespace: str) -> bool:
+        if self.doc.root != doc.root:
+            return False
+        if self.namespace is not None and self.namespace != namespace:
+            return False
+        return doc.directory == self.doc.directory or self.doc.directory in doc.directory.parents
+
+    @property
+    def order(self) -> tuple[int, int, str, int]:
+        return (len(self.doc.directory.parts), self.namespace is not None, self.doc.file, self.doc.index)
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+class _Invalid(Exception):
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__(issues)
+        self.issues = issues
+
+
+def _rules(raw: Mapping[str, Any] | None, default: ScalingRules) -> ScalingRules:
+    """Default each unset field separately, as the API server does for ``spec.behavior``."""
+    raw = raw or {}
+    policies = default.policies
+    if "policies" in raw:
+        policies = tuple(
+            ScalingRule(RuleType(p["type"]), int(p["value"]), int(p["periodSeconds"])) for p in raw["policies"]
+        )
+    tolerance = default.tolerance
+    if "tolerance" in raw:
+        tolerance = float(parse_quantity(raw["tolerance"]))
+    return ScalingRules(
+        stabilization_window_s=int(raw.get("stabilizationWindowSeconds", default.stabilization_window_s)),
+        select_policy=SelectPolicy(raw.get("selectPolicy", default.select_policy.value)),
+        policies=policies,
+        tolerance=tolerance,
+    )
+
+
+_TARGET_FIELD = {
+    "AverageValue": "averageValue",
+    "Value": "value",
+    "Utilization": "averageUtilization",
+}
+
+
+def _metric(raw: Mapping[str, Any], index: int, issues: list[Issue]) -> MetricSpec | None:
+    base: FieldPath = ("spec", "metrics", index)
+    source, target = raw["source"], raw["target"]
+    kinds = [key for key in ("preset", "query") if key in source]
+    if len(kinds) != 1:
+        issues.append(Issue((*base, "source"), source, "must set exactly one of preset or query"))
+        return None
+    target_type = target["type"]
+    wanted = _TARGET_FIELD[target_type]
+    ok = True
+    for other in _TARGET_FIELD.values():
+        if other != wanted and other in target:
+            issues.append(Issue((*base, "target", other), target[other], f"is not used with type {target_type}"))
+            ok = False
+    if wanted not in target:
+        issues.append(Issue((*base, "target", wanted), None, f"is required with type {target_type}"))
+        return None
+    preset = PRESETS.get(source.get("preset", ""))
+    if preset is not None:
+        if target_type == "AverageValue" and preset.aggregation is not Aggregation.SUM:
+            issues.append(Issue(
+                (*base, "target", "type"), target_type,
+                f"preset {preset.name} is {'an average' if preset.aggregation is Aggregation.AVERAGE else 'a quantile'}"
+                f" ({preset.unit}), not a total over pods: use type Value"
+                f"{' or Utilization' if preset.unit == 'percent' else ''}",
+            ))
+            ok = False
+        if target_type == "Utilization" and preset.unit != "percent":
+            issues.append(Issue(
+                (*base, "target", "type"), target_type,
+                f"preset {preset.name} is in {preset.unit}, not percent: use type Value or AverageValue",
+            ))
+            ok = False
+    if not ok:
+        return None
+    text = str(target[wanted])
+    milli = parse_quantity_milli(target[wanted]) if target_type != "Utilization" else int(target[wanted]) * 1000
+    return MetricSpec(
+        name=raw["name"],
+        source=MetricSource(
+            preset=source.get("preset"),
+            query=source.get("query"),
+            match_labels=dict(source.get("matchLabels", {})),
+        ),
+        target=MetricTarget(TargetType(target_type), milli, text),
+    )
+
+
+def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
+    """Typed policy from a merged document that passed the schema; cross-field rules here."""
+    issues: list[Issue] = []
+    spec, meta = data["spec"], data["metadata"]
+    min_replicas = spec.get("minReplicas", 1)
+    max_replicas = spec["maxReplicas"]
+    if min_replicas == 0:
+        issues.append(Issue(
+            ("spec", "minReplicas"), 0,
+            "scale to zero needs a wake signal that exists at zero replicas, which this version does not "
+            "support yet: use minReplicas >= 1",
+        ))
+    if max_replicas < min_replicas:
+        issues.append(Issue(("spec", "maxReplicas"), max_replicas, f"must be >= spec.minReplicas ({min_replicas})"))
+    seen: dict[str, int] = {}
+    metrics: list[MetricSpec] = []
+    for index, raw in enumerate(spec["metrics"]):
+        if raw["name"] in seen:
+            issues.append(Issue(
+                ("spec", "metrics", index, "name"), raw["name"],
+                f"duplicate metric name (also spec.metrics[{seen[raw['name']]}])",
+            ))
+        seen.setdefault(raw["name"], index)
+        built = _metric(raw, index, issues)
+        if built is not None:
+            metrics.append(built)
+    raw_fallback = spec.get("fallback", {})
+    fallback = Fallback(
+        failure_threshold=int(raw_fallback.get("failureThreshold", 3)),
+        behavior=FallbackBehavior(raw_fallback.get("behavior", "hold")),
+        replicas=raw_fallback.get("replicas"),
+    )
+    if fallback.behavior is FallbackBehavior.HOLD:
+        if fallback.replicas is not None:
+            issues.append(Issue(("spec", "fallback", "replicas"), fallback.replicas, "is not used with behavior hold"))
+    elif fallback.replicas is None:
+        issues.append(Issue(("spec", "fallback", "replicas"), None, f"is required with behavior {fallback.behavior.value}"))
+    elif not min_replicas <= fallback.replicas <= max_replicas:
+        issues.append(Issue(
+            ("spec", "fallback", "replicas"), fallback.replicas,
+            f"must be within [spec.minReplicas, spec.maxReplicas] = [{min_replicas}, {max_replicas}]",
+        ))
+    raw_behavior = spec.get("behavior", {})
+    behavior = Behavior(
+        scale_up=_rules(raw_behavior.get("scaleUp"), DEFAULT_SCALE_UP),
+        scale_down=_rules(raw_behavior.get("scaleDown"), DEFAULT_SCALE_DOWN),
+    )
+    if issues:
+        raise _Invalid(issues)
+    target = spec["target"]
+    return ScalingPolicy(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        labels=dict(meta.get("labels", {})),
+        target=TargetRef(target["apiVersion"], target["kind"], target["name"]),
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        mode=Mode(spec.get("mode", "patch")),
+        interval_s=int(spec.get("intervalSeconds", 15)),
+        metrics=tuple(metrics),
+        behavior=behavior,
+        fallback=fallback,
+        source=source,
+    )
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Everything found under the given paths. ``by_file`` lists, per file, the policies it defined."""
+
+    policies: list[ScalingPolicy] = field(default_factory=list)
+    errors: list[PolicyError] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def by_file(self) -> dict[str, list[ScalingPolicy]]:
+        out: dict[str, list[ScalingPolicy]] = {name: [] for name in self.files}
+        for policy in self.policies:
+            out.setdefault(policy.source.rsplit(":", 1)[0], []).append(policy)
+        return out
+
+    def errors_by_file(self) -> dict[str, list[PolicyError]]:
+        out: dict[str, list[PolicyError]] = {}
+        for error in self.errors:
+            out.setdefault(error.file, []).append(error)
+        return out
+
+
+def _walk(root: Path) -> Iterable[Path]:
+    """YAML files below ``root``, sorted, skipping hidden entries (a ConfigMap's ``..data`` etc.)."""
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and name.endswith(YAML_SUFFIXES):
+                yield Path(directory) / name
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_policies(
+    paths: Sequence[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None
+) -> LoadResult:
+    """Load every policy under ``paths`` (files or directories). Never raises for bad input.
+
+    A directory given is the root of its defaults' scopes, and a single file's scope root is its own
+    folder, unless ``root`` (a policy tree's root) is given: then every path's scope root is ``root``
+    and the PolicyDefaults in the folders from ``root`` down to each path are layered in too, exactly
+    as when the whole tree is loaded.
+    """
+    result = LoadResult()
+    scope = Path(root).resolve() if root is not None else None
+    wanted: list[tuple[Path, Path]] = []  # (file, scope root)
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            result.errors.append(PolicyError(str(given), None, "", None, "no such file or directory"))
+            continue
+        if scope is not None and scope != path.resolve() and scope not in path.resolve().parents:
+            result.errors.append(PolicyError(str(given), None, "", None, f"is not inside the policy root {root}"))
+            continue
+        files = list(_walk(path)) if path.is_dir() else [path]
+        base = scope or (path if path.is_dir() else path.parent).resolve()
+        wanted.extend((file, base) for file in files)
+    # With a root, the defaults of the folders above the given paths count too (defaults only).
+    defaults_only: list[tuple[Path, Path]] = []
+    if scope is not None:
+        chosen = {file.resolve() for file, _ in wanted}
+        folders = {scope}
+        for file, _ in wanted:
+            folders.update(d for d in file.resolve().parents if scope in d.parents)
+        for folder in sorted(folders):
+            for file in sorted(folder.iterdir()):
+                if file.is_file() and file.name.endswith(YAML_SUFFIXES) and not file.name.startswith("."):
+                    if file.resolve() not in chosen:
+                        defaults_only.append((file, scope))
+
+    docs: list[_Doc] = []
+    for file, scope_root in [*wanted, *defaults_only]:
+        only_defaults = (file, scope_root) in defaults_only
+        shown = _display(file)
+        found, errors = _read_documents(file, shown)
+        if only_defaults:
+            found = [d for d in found if isinstance(d.data, dict) and d.data.get("kind") == "PolicyDefaults"]
+            if errors:
+                result.errors.extend(errors)
+        else:
+            result.files.append(shown)
+            result.errors.extend(errors)
+        for doc in found:
+            doc.root = scope_root
+            doc.directory = file.parent.resolve()
+            docs.append(doc)
+
+    layers: list[_Layer] = []
+    candidates: list[_Doc] = []
+    for doc in docs:
+        if not isinstance(doc.data, dict):
+            result.errors.append(doc.error(Issue((), doc.data, "a document must be a mapping with apiVersion and kind")))
+            continue
+        kind = doc.data.get("kind")
+        if kind not in KINDS:
+            hint = did_you_mean(str(kind), list(KINDS))
+            result.errors.append(doc.error(Issue(("kind",), kind, f"must be one of {', '.join(KINDS)}{hint}")))
+            continue
+        if doc.data.get("apiVersion") != API_VERSION:
+            result.errors.append(doc.error(Issue(("apiVersion",), doc.data.get("apiVersion"), f"must be {API_VERSION}")))
+            if kind == "PolicyDefaults":
+                layers.append(_Layer(doc, None, valid=False))
+            continue
+        if kind == "PolicyDefaults":
+            issues = check(KINDS[kind], doc.data)
+            result.errors.extend(doc.error(issue) for issue in issues)
+            metadata = doc.data.get("metadata")
+            namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+            layers.append(_Layer(doc, namespace if isinstance(namespace, str) else None, valid=not issues))
+        else:
+            candidates.append(doc)
+
+    seen: dict[str, str] = {}
+    for doc in candidates:
+        # Check the document's own fields first (nothing required yet: defaults may supply it).
+        issues = check(POLICY_DOCUMENT.optional(), doc.data)
+        if issues:
+            result.errors.extend(doc.error(issue) for issue in issues)
+            continue
+        namespace = doc.data.get("metadata", {}).get("namespace", "")
+        applicable = sorted((layer for layer in layers if layer.applies_to(doc, namespace)), key=lambda la: la.order)
+        broken = [layer for layer in applicable if not layer.valid]
+        if broken:
+            for layer in broken:
+                result.errors.append(PolicyError(
+                    doc.file, doc.line, "", None,
+                    f"not loaded: its defaults {layer.doc.file}:{layer.doc.line} are invalid",
+                ))
+            continue
+        merged_spec: Any = {}
+        lines: dict[FieldPath, int] = {}
+        origin: dict[FieldPath, str] = {}
+        for layer in applicable:
+            merged_spec = _merge(merged_spec, layer.doc.data.get("spec") or {})
+            for path, line in layer.doc.lines.items():
+                if path[:1] == ("spec",):
+                    lines[path], origin[path] = line, layer.doc.file
+        merged_spec = _merge(merged_spec, doc.data.get("spec") or {})
+        for path, line in doc.lines.items():
+            lines[path], origin[path] = line, doc.file
+        merged = {**doc.data, "spec": merged_spec}
+        issues = check(POLICY_DOCUMENT, merged)
+        policy: ScalingPolicy | None = None
+        if not issues:
+            try:
+                policy = _build(merged, f"{doc.file}:{doc.line}")
+            except _Invalid as invalid:
+                issues = invalid.issues
+        if issues:
+            for issue in issues:
+                path = issue.path
+                while path not in origin and path:
+                    path = path[:-1]
+                located = _Doc(origin.get(path, doc.file), doc.index, merged, lines)
+                result.errors.append(located.error(issue))
+            continue
+        assert policy is not None
+        if policy.key in seen:
+            result.errors.append(PolicyError(
+                doc.file, doc.line, "metadata.name", policy.name,
+                f"duplicate policy {policy.key} (first defined at {seen[policy.key]})",
+            ))
+            continue
+        seen[policy.key] = policy.source
+        result.policies.append(policy)
+    result.errors.sort(key=lambda e: (e.file, e.line or 0))
+    return result
+
+
+def load_policy_file(
+    path: str | os.PathLike[str], name: str | None = None, *, root: str | os.PathLike[str] | None = None
+) -> ScalingPolicy:
+    """Exactly one policy from a file (by ``metadata.name`` when it holds several); raises on errors.
+
+    Defaults in the file's folder apply; with ``root``, also those of every folder up to the root.
+    """
+    result = load_policies([path], root=root)
+    if result.errors:
+        raise ValueError("\n".join(str(e) for e in result.errors))
+    policies = result.policies
+    if name is not None:
+        policies = [p for p in policies if p.name == name]
+        if not policies:
+            names = ", ".join(p.name for p in result.policies) or "none"
+            raise ValueError(f"{path}: no policy named {name!r} (found: {names})")
+    if len(policies) != 1:
+        names = ", ".join(p.name for p in policies) or "none"
+        raise ValueError(f"{path}: expected exactly one ScalingPolicy, found {len(policies)} ({names}); use --name")
+    return policies[0]
+
+
+def _rules_document(rules: ScalingRules) -> dict[str, Any]:
+    return {
+        "stabilizationWindowSeconds": rules.stabilization_window_s,
+        "selectPolicy": rules.select_policy.value,
+        "policies": [{"type": r.type.value, "value": r.value, "periodSeconds": r.period_s} for r in rules.policies],
+        "tolerance": rules.tolerance,
+    }
+
+
+def policy_to_document(policy: ScalingPolicy) -> dict[str, Any]:
+    """The effective policy, every default filled in, as a document (``validate --show-effective``)."""
+    metrics = []
+    for metric in policy.metrics:
+        source: dict[str, Any] = {"preset": metric.source.preset} if metric.source.preset else {"query": metric.source.query}
+        if metric.source.match_labels:
+            source["matchLabels"] = dict(metric.source.match_labels)
+        target: dict[str, Any] = {"type": metric.target.type.value}
+        value: Any = metric.target.milli // 1000 if metric.target.milli % 1000 == 0 else metric.target.text
+        target[_TARGET_FIELD[metric.target.type.value]] = value
+        metrics.append({"name": metric.name, "source": source, "target": target})
+    fallback: dict[str, Any] = {
+        "failureThreshold": policy.fallback.failure_threshold,
+        "behavior": policy.fallback.behavior.value,
+    }
+    if policy.fallback.replicas is not None:
+        fallback["replicas"] = policy.fallback.replicas
+    metadata: dict[str, Any] = {"name": policy.name, "namespace": policy.namespace}
+    if policy.labels:
+        metadata["labels"] = dict(policy.labels)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ScalingPolicy",
+        "metadata": metadata,
+        "spec": {
+            "target": {"apiVersion": policy.target.api_version, "kind": policy.target.kind, "name": policy.target.name},
+            "minReplicas": policy.min_replicas,
+            "maxReplicas": policy.max_replicas,
+            "mode": policy.mode.value,
+            "intervalSeconds": policy.interval_s,
+            "metrics": metrics,
+            "behavior": {
+                "scaleUp": _rules_document(policy.behavior.scale_up),
+                "scaleDown": _rules_document(policy.behavior.scale_down),
+            },
+            "fallback": fallback,
+        },
+    }

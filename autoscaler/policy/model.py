@@ -1,0 +1,196 @@
+"""The typed policy model: what a team's ``ScalingPolicy`` file means once it has been validated.
+
+These are frozen, slotted values. The loader (:mod:`autoscaler.policy.loader`) is the only place that
+turns YAML into them; the core only ever sees these types, never raw dicts. Field names are the
+Python spelling of the YAML ones, with units in the name where the YAML has ``...Seconds``.
+
+Defaults follow the Kubernetes HPA ``autoscaling/v2`` API as the API server fills them in when
+``spec.behavior`` is set (see ``pkg/apis/autoscaling/v2/defaults.go``):
+
+* scale up:   no stabilization window, ``selectPolicy: Max``, policies ``[Pods 4 per 15 s, Percent 100 per 15 s]``
+* scale down: a 300 s stabilization window, ``selectPolicy: Max``, policies ``[Percent 100 per 15 s]``
+* tolerance 0.1 in both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = [
+    "API_GROUP",
+    "API_VERSION",
+    "DEFAULT_SCALE_DOWN",
+    "DEFAULT_SCALE_UP",
+    "DEFAULT_TOLERANCE",
+    "Behavior",
+    "Fallback",
+    "FallbackBehavior",
+    "MetricSource",
+    "MetricSpec",
+    "MetricTarget",
+    "Mode",
+    "RuleType",
+    "ScalingPolicy",
+    "ScalingRule",
+    "ScalingRules",
+    "SelectPolicy",
+    "TargetRef",
+    "TargetType",
+]
+
+API_GROUP = "inference-autoscaler.io"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+
+DEFAULT_TOLERANCE = 0.1
+DEFAULT_SCALE_DOWN_WINDOW_S = 300
+
+
+class Mode(str, Enum):
+    """How the service acts on a decision."""
+
+    PATCH = "patch"  # write the target's scale subresource
+    EXTERNAL = "external"  # publish through external.metrics.k8s.io; an HPA acts
+    SHADOW = "shadow"  # decide and report only
+
+
+class TargetType(str, Enum):
+    """How a metric's value is compared with its target (HPA ``MetricTarget.type``)."""
+
+    AVERAGE_VALUE = "AverageValue"  # value is a total over the pods; target is per replica
+    VALUE = "Value"  # value is compared as a whole; the ratio multiplies the ready replicas
+    UTILIZATION = "Utilization"  # value is an average percentage over the target's GPUs
+
+
+class SelectPolicy(str, Enum):
+    MAX = "Max"
+    MIN = "Min"
+    DISABLED = "Disabled"
+
+
+class RuleType(str, Enum):
+    PODS = "Pods"
+    PERCENT = "Percent"
+
+
+class FallbackBehavior(str, Enum):
+    """What to do once signals have failed ``failureThreshold`` ticks in a row (KEDA's names)."""
+
+    HOLD = "hold"  # keep the current replica count
+    STATIC = "static"  # go to ``replicas``
+    CURRENT_REPLICAS_IF_HIGHER = "currentReplicasIfHigher"  # max(current, replicas)
+    CURRENT_REPLICAS_IF_LOWER = "currentReplicasIfLower"  # min(current, replicas)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """The scaled object: anything with a scale subresource."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSource:
+    """Where a metric's value comes from: a named preset or a PromQL template, plus label matchers."""
+
+    preset: str | None = None
+    query: str | None = None
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTarget:
+    """The metric's target, kept both as written and as the HPA reads it (milli-units, rounded up)."""
+
+    type: TargetType
+    milli: int
+    text: str  # the value as written, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    source: MetricSource
+    target: MetricTarget
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingRule:
+    """One HPA ``HPAScalingPolicy``: at most ``value`` pods (or percent) per ``period_s``."""
+
+    type: RuleType
+    value: int
+    period_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingRules:
+    """One direction of the HPA ``behavior`` block, with every default filled in."""
+
+    stabilization_window_s: int
+    select_policy: SelectPolicy
+    policies: tuple[ScalingRule, ...]
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def longest_period_s(self) -> int:
+        return max((rule.period_s for rule in self.policies), default=0)
+
+
+DEFAULT_SCALE_UP = ScalingRules(
+    stabilization_window_s=0,
+    select_policy=SelectPolicy.MAX,
+    policies=(ScalingRule(RuleType.PODS, 4, 15), ScalingRule(RuleType.PERCENT, 100, 15)),
+)
+DEFAULT_SCALE_DOWN = ScalingRules(
+    stabilization_window_s=DEFAULT_SCALE_DOWN_WINDOW_S,
+    select_policy=SelectPolicy.MAX,
+    policies=(ScalingRule(RuleType.PERCENT, 100, 15),),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Behavior:
+    scale_up: ScalingRules = DEFAULT_SCALE_UP
+    scale_down: ScalingRules = DEFAULT_SCALE_DOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """KEDA-style fallback; ``failure_threshold`` failing ticks are tolerated, the next one falls back."""
+
+    failure_threshold: int = 3
+    behavior: FallbackBehavior = FallbackBehavior.HOLD
+    replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    """A validated team policy. ``source`` is ``path:line`` of its document, for messages."""
+
+    name: str
+    namespace: str
+    target: TargetRef
+    min_replicas: int
+    max_replicas: int
+    metrics: tuple[MetricSpec, ...]
+    mode: Mode = Mode.PATCH
+    interval_s: int = 15
+    behavior: Behavior = Behavior()
+    fallback: Fallback = Fallback()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``: how the service, the metrics API and reports name a policy."""
+        return f"{self.namespace}/{self.name}"
+
+    def metric(self, name: str) -> MetricSpec:
+        for spec in self.metrics:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
