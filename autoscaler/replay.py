@@ -41,7 +41,9 @@ def _count(raw: dict[str, Any], key: str, default: int | None, where: str) -> in
     return int(value)
 
 
-def parse_observations(lines: Iterable[str], policy: ScalingPolicy, source: str = "<input>") -> Iterator[TimedObservation]:
+def parse_observations(
+    lines: Iterable[str], policy: ScalingPolicy, source: str = "<input>"
+) -> Iterator[TimedObservation]:
     """Parse and check observation lines lazily; blank lines are skipped."""
     known = [m.name for m in policy.metrics]
     previous_time = -math.inf
@@ -83,7 +85,8 @@ def parse_observations(lines: Iterable[str], policy: ScalingPolicy, source: str 
             else:
                 readings[name] = MetricReading.of(float(value))
         yield TimedObservation(
-            float(time_s), Observation(spec_replicas=replicas, ready_replicas=ready, metrics=readings, status_replicas=status)
+            float(time_s),
+            Observation(spec_replicas=replicas, ready_replicas=ready, metrics=readings, status_replicas=status),
         )
 
 

@@ -19,7 +19,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--observations", required=True, metavar="FILE.jsonl", help="observations, or - for stdin")
     parser.add_argument("--explain", action="store_true", help="add the pipeline's steps to each line")
     parser.add_argument(
-        "--output", choices=("json", "table"), default="json",
+        "--output",
+        choices=("json", "table"),
+        default="json",
         help="json: one JSON object per tick (default); table: aligned columns for people",
     )
     parser.set_defaults(run=run)
@@ -42,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
             if args.output == "table":
                 names = [m.name for m in policy.metrics]
                 header = ["time", "current", "ready", *names, "desired", "reason"]
-                print(f"policy {policy.key} ({policy.source}): {policy.target.kind}/{policy.target.name}, "
-                      f"replicas {policy.min_replicas}..{policy.max_replicas}")
+                print(
+                    f"policy {policy.key} ({policy.source}): {policy.target.kind}/{policy.target.name}, "
+                    f"replicas {policy.min_replicas}..{policy.max_replicas}"
+                )
                 print("  ".join(f"{h:>9}" for h in header[:-1]) + "  reason / message")
             for item, decision in replay(parse_observations(stream, policy, source), policy):
                 if args.output == "table":

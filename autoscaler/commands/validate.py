@@ -15,11 +15,13 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("validate", help="validate policy files", description=__doc__)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="policy files or directories")
     parser.add_argument(
-        "--show-effective", action="store_true",
+        "--show-effective",
+        action="store_true",
         help="print each valid policy with its defaults layered in and every default filled",
     )
     parser.add_argument(
-        "--root", metavar="DIR",
+        "--root",
+        metavar="DIR",
         help="the policy tree's root: layer in the PolicyDefaults of every folder from DIR down to each PATH",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")

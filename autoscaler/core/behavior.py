@@ -47,11 +47,12 @@ def stabilize(*, desired: int, current: int, state: ScalerState, behavior: Behav
     down_cutoff = now - behavior.scale_down.stabilization_window_s
     up_recommendation = desired
     down_recommendation = desired
-    for rec in state.recommendations:
-        if rec.timestamp_s > up_cutoff:
-            up_recommendation = min(up_recommendation, rec.replicas)
-        if rec.timestamp_s > down_cutoff:
-            down_recommendation = max(down_recommendation, rec.replicas)
+    for rec in state.recommendations:  # hot loop: plain comparisons, no min()/max() calls
+        replicas = rec.replicas
+        if replicas < up_recommendation and rec.timestamp_s > up_cutoff:
+            up_recommendation = replicas
+        if replicas > down_recommendation and rec.timestamp_s > down_cutoff:
+            down_recommendation = replicas
     recommendation = current
     if recommendation < up_recommendation:
         recommendation = up_recommendation
@@ -143,8 +144,7 @@ def limit_rate(
         if max_replicas > limit:
             allowed, reason = limit, Reason.SCALE_UP_LIMIT
             message = (
-                f"the desired replica count is increasing faster than the maximum scale rate "
-                f"(at most {limit} now)"
+                f"the desired replica count is increasing faster than the maximum scale rate (at most {limit} now)"
             )
         else:
             allowed, reason = max_replicas, Reason.TOO_MANY_REPLICAS
@@ -156,8 +156,7 @@ def limit_rate(
         if min_replicas < limit:
             allowed, reason = limit, Reason.SCALE_DOWN_LIMIT
             message = (
-                f"the desired replica count is decreasing faster than the maximum scale rate "
-                f"(at least {limit} now)"
+                f"the desired replica count is decreasing faster than the maximum scale rate (at least {limit} now)"
             )
         else:
             allowed, reason = min_replicas, Reason.TOO_FEW_REPLICAS
@@ -170,7 +169,9 @@ def limit_rate(
 def record_recommendation(state: ScalerState, *, replicas: int, behavior: Behavior, now: float) -> ScalerState:
     """Store an un-stabilized recommendation, dropping those outside both windows."""
     horizon = now - max(behavior.scale_up.stabilization_window_s, behavior.scale_down.stabilization_window_s)
-    kept = tuple(rec for rec in state.recommendations if rec.timestamp_s > horizon)
+    kept = state.recommendations
+    if kept and kept[0].timestamp_s <= horizon:  # usually only the oldest few expire
+        kept = tuple(rec for rec in kept if rec.timestamp_s > horizon)
     return replace(state, recommendations=(*kept, Recommendation(now, replicas)))
 
 
@@ -186,14 +187,14 @@ def _store_event(events: tuple[ScaleEvent, ...], event: ScaleEvent, longest_peri
     return (*events, event)
 
 
-def record_scale_event(
-    state: ScalerState, *, previous: int, new: int, behavior: Behavior, now: float
-) -> ScalerState:
+def record_scale_event(state: ScalerState, *, previous: int, new: int, behavior: Behavior, now: float) -> ScalerState:
     """``storeScaleEvent``: the change goes to the up or down list."""
     if new == previous:
         return state
     if new > previous:
-        events = _store_event(state.scale_up_events, ScaleEvent(now, new - previous), behavior.scale_up.longest_period_s)
+        events = _store_event(
+            state.scale_up_events, ScaleEvent(now, new - previous), behavior.scale_up.longest_period_s
+        )
         return replace(state, scale_up_events=events)
     events = _store_event(
         state.scale_down_events, ScaleEvent(now, previous - new), behavior.scale_down.longest_period_s

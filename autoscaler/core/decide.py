@@ -40,9 +40,7 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def propose_for_metric(
-    spec: MetricSpec, observation: Observation, tolerances: Tolerances
-) -> MetricProposal:
+def propose_for_metric(spec: MetricSpec, observation: Observation, tolerances: Tolerances) -> MetricProposal:
     """One metric's own proposal, exactly as the HPA's replica calculator would make it."""
     reading = observation.reading(spec.name)
     if reading.value is None:
@@ -110,9 +108,7 @@ def decide(
     steps: list[StepTrace] = []
     if not state.initialized:
         # recordInitialRecommendation: the current count is the first recommendation.
-        state = record_recommendation(
-            replace(state, initialized=True), replicas=current, behavior=behavior, now=now
-        )
+        state = record_recommendation(replace(state, initialized=True), replicas=current, behavior=behavior, now=now)
 
     tolerances = Tolerances(behavior.scale_up.tolerance, behavior.scale_down.tolerance)
     metric_proposals = [propose_for_metric(spec, observation, tolerances) for spec in policy.metrics]
@@ -142,7 +138,9 @@ def decide(
     # Step: bounds. The HPA does not look at metrics when the current count is out of bounds or 0.
     if current == 0 and policy.min_replicas > 0:
         steps.append(StepTrace("bounds", 0, 0, "target scaled to zero by someone else"))
-        return finish(0, Reason.SCALING_DISABLED, "scaling is disabled since the replica count of the target is zero", state)
+        return finish(
+            0, Reason.SCALING_DISABLED, "scaling is disabled since the replica count of the target is zero", state
+        )
     if current > policy.max_replicas:
         steps.append(StepTrace("bounds", current, policy.max_replicas, "above maxReplicas"))
         return finish(
@@ -191,9 +189,7 @@ def decide(
             )
         desired = _fallback_replicas(policy, current)
         steps.append(StepTrace("fallback", combined, desired, policy.fallback.behavior.value))
-        lead = (
-            f"fallback {policy.fallback.behavior.value} to {desired}: signals failing for {failures} ticks"
-        )
+        lead = f"fallback {policy.fallback.behavior.value} to {desired}: signals failing for {failures} ticks"
         fallback_reason: Reason | None = Reason.FALLBACK
     else:
         state = replace(state, consecutive_failures=0)

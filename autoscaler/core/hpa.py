@@ -41,12 +41,10 @@ def _ceil_to_int32(value: float) -> int:
         return 0
     if value >= MAX_INT32:
         return MAX_INT32
-    return max(int(math.ceil(value)), -MAX_INT32 - 1)
+    return max(math.ceil(value), -MAX_INT32 - 1)
 
 
-def propose_average_value(
-    *, total_milli: int, target_milli: int, status_replicas: int, tolerances: Tolerances
-) -> int:
+def propose_average_value(*, total_milli: int, target_milli: int, status_replicas: int, tolerances: Tolerances) -> int:
     """External metric, ``AverageValue`` target (``GetExternalPerPodMetricReplicas``).
 
     The ratio is taken against ``status.replicas`` and, inside tolerance, the proposal *is*

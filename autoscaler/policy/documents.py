@@ -71,8 +71,12 @@ _SCALING_RULES = Obj(
 
 _SOURCE = Obj(
     fields={
-        "preset": Enum(choices=tuple(PRESETS), what="preset",
-                         where_listed="`inference-autoscaler schema` lists them", description="A named signal; see `inference-autoscaler schema`."),
+        "preset": Enum(
+            choices=tuple(PRESETS),
+            what="preset",
+            where_listed="`inference-autoscaler schema` lists them",
+            description="A named signal; see `inference-autoscaler schema`.",
+        ),
         "query": Text(description="A PromQL template with {{namespace}}, {{target}} and {{selector}} placeholders."),
         "matchLabels": StringMap(description="Extra label matchers that select the target's series."),
     },
@@ -144,8 +148,12 @@ DEFAULTS_DOCUMENT = Obj(
         "apiVersion": Enum(choices=(API_VERSION,)),
         "kind": Enum(choices=("PolicyDefaults",)),
         "metadata": Obj(
-            fields={"name": Text(pattern_check=_dns_subdomain), "namespace": Text(pattern_check=_dns_label),
-                    "labels": StringMap(), "annotations": StringMap()},
+            fields={
+                "name": Text(pattern_check=_dns_subdomain),
+                "namespace": Text(pattern_check=_dns_label),
+                "labels": StringMap(),
+                "annotations": StringMap(),
+            },
             required=("name",),
         ),
         "spec": _SPEC.optional(),
@@ -174,6 +182,8 @@ def document_json_schema() -> dict[str, Any]:
             for kind, spec in KINDS.items()
         ],
         "properties": {"kind": {"enum": list(KINDS)}},
-        "x-presets": {name: {"description": p.description, "unit": p.unit, "aggregation": p.aggregation.value}
-                      for name, p in PRESETS.items()},
+        "x-presets": {
+            name: {"description": p.description, "unit": p.unit, "aggregation": p.aggregation.value}
+            for name, p in PRESETS.items()
+        },
     }

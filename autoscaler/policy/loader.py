@@ -41,7 +41,7 @@ from autoscaler.policy.model import (
     TargetRef,
     TargetType,
 )
-from autoscaler.policy.schema import Issue, check, did_you_mean
+from autoscaler.policy.schema import NO_VALUE, Issue, check, did_you_mean
 from autoscaler.presets import PRESETS, Aggregation
 
 __all__ = ["LoadResult", "PolicyError", "load_policies", "load_policy_file", "policy_to_document"]
@@ -64,7 +64,7 @@ class PolicyError:
         where = f"{self.file}:{self.line}" if self.line else self.file
         if not self.path:
             return f"{where}: {self.message}"
-        if self.value is None and self.message.startswith("is required"):
+        if self.value is NO_VALUE:
             return f"{where}: {self.path}: {self.message}"
         return f"{where}: {self.path} = {_show(self.value)}: {self.message}"
 
@@ -156,8 +156,7 @@ def _read_documents(path: Path, shown: str) -> tuple[list[_Doc], list[PolicyErro
             try:
                 data = _plain(loader, node, (), lines)
             except _DuplicateKey as dup:
-                docs.append(_Doc(shown, index, None, {(): node.start_mark.line + 1}))
-                return docs, [PolicyError(shown, dup.line, _dotted(dup.path), None, "duplicate key")]
+                return docs, [PolicyError(shown, dup.line, _dotted(dup.path), NO_VALUE, "duplicate key")]
             if data is not None:
                 docs.append(_Doc(shown, index, data, lines))
             index += 1
@@ -252,23 +251,30 @@ def _metric(raw: Mapping[str, Any], index: int, issues: list[Issue]) -> MetricSp
             issues.append(Issue((*base, "target", other), target[other], f"is not used with type {target_type}"))
             ok = False
     if wanted not in target:
-        issues.append(Issue((*base, "target", wanted), None, f"is required with type {target_type}"))
+        issues.append(Issue((*base, "target", wanted), NO_VALUE, f"is required with type {target_type}"))
         return None
     preset = PRESETS.get(source.get("preset", ""))
     if preset is not None:
         if target_type == "AverageValue" and preset.aggregation is not Aggregation.SUM:
-            issues.append(Issue(
-                (*base, "target", "type"), target_type,
-                f"preset {preset.name} is {'an average' if preset.aggregation is Aggregation.AVERAGE else 'a quantile'}"
-                f" ({preset.unit}), not a total over pods: use type Value"
-                f"{' or Utilization' if preset.unit == 'percent' else ''}",
-            ))
+            kind_of = "an average" if preset.aggregation is Aggregation.AVERAGE else "a quantile"
+            issues.append(
+                Issue(
+                    (*base, "target", "type"),
+                    target_type,
+                    f"preset {preset.name} is {kind_of}"
+                    f" ({preset.unit}), not a total over pods: use type Value"
+                    f"{' or Utilization' if preset.unit == 'percent' else ''}",
+                )
+            )
             ok = False
         if target_type == "Utilization" and preset.unit != "percent":
-            issues.append(Issue(
-                (*base, "target", "type"), target_type,
-                f"preset {preset.name} is in {preset.unit}, not percent: use type Value or AverageValue",
-            ))
+            issues.append(
+                Issue(
+                    (*base, "target", "type"),
+                    target_type,
+                    f"preset {preset.name} is in {preset.unit}, not percent: use type Value or AverageValue",
+                )
+            )
             ok = False
     if not ok:
         return None
@@ -292,21 +298,27 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
     min_replicas = spec.get("minReplicas", 1)
     max_replicas = spec["maxReplicas"]
     if min_replicas == 0:
-        issues.append(Issue(
-            ("spec", "minReplicas"), 0,
-            "scale to zero needs a wake signal that exists at zero replicas, which this version does not "
-            "support yet: use minReplicas >= 1",
-        ))
+        issues.append(
+            Issue(
+                ("spec", "minReplicas"),
+                0,
+                "scale to zero needs a wake signal that exists at zero replicas, which this version does not "
+                "support yet: use minReplicas >= 1",
+            )
+        )
     if max_replicas < min_replicas:
         issues.append(Issue(("spec", "maxReplicas"), max_replicas, f"must be >= spec.minReplicas ({min_replicas})"))
     seen: dict[str, int] = {}
     metrics: list[MetricSpec] = []
     for index, raw in enumerate(spec["metrics"]):
         if raw["name"] in seen:
-            issues.append(Issue(
-                ("spec", "metrics", index, "name"), raw["name"],
-                f"duplicate metric name (also spec.metrics[{seen[raw['name']]}])",
-            ))
+            issues.append(
+                Issue(
+                    ("spec", "metrics", index, "name"),
+                    raw["name"],
+                    f"duplicate metric name (also spec.metrics[{seen[raw['name']]}])",
+                )
+            )
         seen.setdefault(raw["name"], index)
         built = _metric(raw, index, issues)
         if built is not None:
@@ -321,12 +333,17 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
         if fallback.replicas is not None:
             issues.append(Issue(("spec", "fallback", "replicas"), fallback.replicas, "is not used with behavior hold"))
     elif fallback.replicas is None:
-        issues.append(Issue(("spec", "fallback", "replicas"), None, f"is required with behavior {fallback.behavior.value}"))
+        issues.append(
+            Issue(("spec", "fallback", "replicas"), NO_VALUE, f"is required with behavior {fallback.behavior.value}")
+        )
     elif not min_replicas <= fallback.replicas <= max_replicas:
-        issues.append(Issue(
-            ("spec", "fallback", "replicas"), fallback.replicas,
-            f"must be within [spec.minReplicas, spec.maxReplicas] = [{min_replicas}, {max_replicas}]",
-        ))
+        issues.append(
+            Issue(
+                ("spec", "fallback", "replicas"),
+                fallback.replicas,
+                f"must be within [spec.minReplicas, spec.maxReplicas] = [{min_replicas}, {max_replicas}]",
+            )
+        )
     raw_behavior = spec.get("behavior", {})
     behavior = Behavior(
         scale_up=_rules(raw_behavior.get("scaleUp"), DEFAULT_SCALE_UP),
@@ -391,9 +408,7 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def load_policies(
-    paths: Sequence[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None
-) -> LoadResult:
+def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None) -> LoadResult:
     """Load every policy under ``paths`` (files or directories). Never raises for bad input.
 
     A directory given is the root of its defaults' scopes, and a single file's scope root is its own
@@ -424,9 +439,9 @@ def load_policies(
             folders.update(d for d in file.resolve().parents if scope in d.parents)
         for folder in sorted(folders):
             for file in sorted(folder.iterdir()):
-                if file.is_file() and file.name.endswith(YAML_SUFFIXES) and not file.name.startswith("."):
-                    if file.resolve() not in chosen:
-                        defaults_only.append((file, scope))
+                yaml_file = file.is_file() and file.name.endswith(YAML_SUFFIXES) and not file.name.startswith(".")
+                if yaml_file and file.resolve() not in chosen:
+                    defaults_only.append((file, scope))
 
     docs: list[_Doc] = []
     for file, scope_root in [*wanted, *defaults_only]:
@@ -449,7 +464,9 @@ def load_policies(
     candidates: list[_Doc] = []
     for doc in docs:
         if not isinstance(doc.data, dict):
-            result.errors.append(doc.error(Issue((), doc.data, "a document must be a mapping with apiVersion and kind")))
+            result.errors.append(
+                doc.error(Issue((), doc.data, "a document must be a mapping with apiVersion and kind"))
+            )
             continue
         kind = doc.data.get("kind")
         if kind not in KINDS:
@@ -457,7 +474,9 @@ def load_policies(
             result.errors.append(doc.error(Issue(("kind",), kind, f"must be one of {', '.join(KINDS)}{hint}")))
             continue
         if doc.data.get("apiVersion") != API_VERSION:
-            result.errors.append(doc.error(Issue(("apiVersion",), doc.data.get("apiVersion"), f"must be {API_VERSION}")))
+            result.errors.append(
+                doc.error(Issue(("apiVersion",), doc.data.get("apiVersion"), f"must be {API_VERSION}"))
+            )
             if kind == "PolicyDefaults":
                 layers.append(_Layer(doc, None, valid=False))
             continue
@@ -482,22 +501,27 @@ def load_policies(
         broken = [layer for layer in applicable if not layer.valid]
         if broken:
             for layer in broken:
-                result.errors.append(PolicyError(
-                    doc.file, doc.line, "", None,
-                    f"not loaded: its defaults {layer.doc.file}:{layer.doc.line} are invalid",
-                ))
+                result.errors.append(
+                    PolicyError(
+                        doc.file,
+                        doc.line,
+                        "",
+                        None,
+                        f"not loaded: its defaults {layer.doc.file}:{layer.doc.line} are invalid",
+                    )
+                )
             continue
         merged_spec: Any = {}
         lines: dict[FieldPath, int] = {}
         origin: dict[FieldPath, str] = {}
         for layer in applicable:
             merged_spec = _merge(merged_spec, layer.doc.data.get("spec") or {})
-            for path, line in layer.doc.lines.items():
-                if path[:1] == ("spec",):
-                    lines[path], origin[path] = line, layer.doc.file
+            for field_path, line in layer.doc.lines.items():
+                if field_path[:1] == ("spec",):
+                    lines[field_path], origin[field_path] = line, layer.doc.file
         merged_spec = _merge(merged_spec, doc.data.get("spec") or {})
-        for path, line in doc.lines.items():
-            lines[path], origin[path] = line, doc.file
+        for field_path, line in doc.lines.items():
+            lines[field_path], origin[field_path] = line, doc.file
         merged = {**doc.data, "spec": merged_spec}
         issues = check(POLICY_DOCUMENT, merged)
         policy: ScalingPolicy | None = None
@@ -508,18 +532,23 @@ def load_policies(
                 issues = invalid.issues
         if issues:
             for issue in issues:
-                path = issue.path
-                while path not in origin and path:
-                    path = path[:-1]
-                located = _Doc(origin.get(path, doc.file), doc.index, merged, lines)
+                where = issue.path
+                while where not in origin and where:
+                    where = where[:-1]
+                located = _Doc(origin.get(where, doc.file), doc.index, merged, lines)
                 result.errors.append(located.error(issue))
             continue
         assert policy is not None
         if policy.key in seen:
-            result.errors.append(PolicyError(
-                doc.file, doc.line, "metadata.name", policy.name,
-                f"duplicate policy {policy.key} (first defined at {seen[policy.key]})",
-            ))
+            result.errors.append(
+                PolicyError(
+                    doc.file,
+                    doc.line,
+                    "metadata.name",
+                    policy.name,
+                    f"duplicate policy {policy.key} (first defined at {seen[policy.key]})",
+                )
+            )
             continue
         seen[policy.key] = policy.source
         result.policies.append(policy)
@@ -562,7 +591,9 @@ def policy_to_document(policy: ScalingPolicy) -> dict[str, Any]:
     """The effective policy, every default filled in, as a document (``validate --show-effective``)."""
     metrics = []
     for metric in policy.metrics:
-        source: dict[str, Any] = {"preset": metric.source.preset} if metric.source.preset else {"query": metric.source.query}
+        source: dict[str, Any] = (
+            {"preset": metric.source.preset} if metric.source.preset else {"query": metric.source.query}
+        )
         if metric.source.match_labels:
             source["matchLabels"] = dict(metric.source.match_labels)
         target: dict[str, Any] = {"type": metric.target.type.value}

@@ -17,6 +17,7 @@ from typing import Any
 from autoscaler.core.quantity import QuantityError, parse_quantity
 
 __all__ = [
+    "NO_VALUE",
     "Enum",
     "Field",
     "Integer",
@@ -32,6 +33,16 @@ __all__ = [
 ]
 
 Path = tuple[str | int, ...]
+
+
+class _NoValue:
+    """The value of a field that is absent (required, duplicate): printed without ``= value``."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+NO_VALUE: Any = _NoValue()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +201,12 @@ class Quantity(Field):
 
     def schema(self) -> dict[str, Any]:
         return self._describe(
-            {"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$"}]}
+            {
+                "anyOf": [
+                    {"type": "number"},
+                    {"type": "string", "pattern": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$"},
+                ]
+            }
         )
 
 
@@ -256,7 +272,7 @@ class Obj(Field):
         if self.enforce_required:
             for key in self.required:
                 if key not in value:
-                    out.append(Issue((*path, key), None, "is required"))
+                    out.append(Issue((*path, key), NO_VALUE, "is required"))
 
     def schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {

@@ -1,0 +1,175 @@
+"""The CLI: validate (exit codes, one line per error), replay (the issue's line shapes, decisions taken
+as applied, malformed input named by line), schema (a JSON Schema that accepts our examples and
+rejects bad documents), and the installed console script.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from autoscaler.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+POLICY = """\
+apiVersion: inference-autoscaler.io/v1alpha1
+kind: ScalingPolicy
+metadata: {name: chat, namespace: team-a}
+spec:
+  target: {apiVersion: apps/v1, kind: Deployment, name: chat-llm}
+  minReplicas: 1
+  maxReplicas: 40
+  metrics:
+    - name: queue
+      source: {preset: vllm.queue_depth}
+      target: {type: AverageValue, averageValue: 5}
+    - name: gpu
+      source: {preset: dcgm.gpu_util}
+      target: {type: Utilization, averageUtilization: 70}
+  behavior:
+    scaleUp: {policies: [{type: Pods, value: 2, periodSeconds: 60}]}
+"""
+
+
+def replay_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str]) -> tuple[int, list[dict], str]:
+    (tmp_path / "p.yaml").write_text(POLICY)
+    (tmp_path / "obs.jsonl").write_text("\n".join(lines) + "\n")
+    code = main(["replay", "--policy", str(tmp_path / "p.yaml"), "--observations", str(tmp_path / "obs.jsonl")])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_replay_line_shapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, (record,), _ = replay_lines(
+        tmp_path,
+        capsys,
+        [
+            '{"time": 30.0, "replicas": 4, "readyReplicas": 4, "metrics": {"queue": 40.0, "gpu": null}}',
+        ],
+    )
+    assert code == 0
+    assert record["time"] == 30.0 and record["desiredReplicas"] == 6  # queue wants 8; Pods 2 per 60 s
+    assert record["proposals"] == {"queue": 8} and record["unavailable"] == {"gpu": "missing"}
+    assert record["reason"] == "ScaleUpLimit" and record["message"].startswith("scale up from 4 to 6")
+
+
+def test_replay_takes_each_decision_as_applied(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, records, _ = replay_lines(
+        tmp_path,
+        capsys,
+        [
+            '{"time": 0, "replicas": 2, "metrics": {"queue": 100, "gpu": 90}}',
+            '{"time": 15, "replicas": 4, "metrics": {"queue": 100, "gpu": 90}}',
+            '{"time": 60, "replicas": 4, "metrics": {"queue": 100, "gpu": 90}}',
+        ],
+    )
+    # t=0: 2 + 2 = 4 (event recorded at 0). t=15: the event still counts: stay 4. t=60: 0 > 0 is false: 6.
+    assert code == 0 and [r["desiredReplicas"] for r in records] == [4, 4, 6]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("{not json", "obs.jsonl:2: not valid JSON"),
+        ('{"time": 15, "metrics": {}}', "obs.jsonl:2: replicas is required"),
+        ('{"time": 15, "replicas": -1}', "obs.jsonl:2: replicas = -1: must be a whole number >= 0"),
+        ('{"time": 0, "replicas": 1}', "obs.jsonl:2: time = 0: must increase"),
+        (
+            '{"time": 15, "replicas": 1, "metrics": {"queu": 1}}',
+            "obs.jsonl:2: metrics.queu: policy team-a/chat has no such metric",
+        ),
+        (
+            '{"time": 15, "replicas": 1, "metrics": {"queue": "high"}}',
+            "obs.jsonl:2: metrics.queue = 'high': must be a number or null",
+        ),
+        ('{"time": 15, "replicas": 1, "extra": 1}', "obs.jsonl:2: unknown field(s) extra"),
+        ("[1, 2]", "obs.jsonl:2: expected a JSON object"),
+    ],
+)
+def test_replay_malformed_line_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str, message: str
+) -> None:
+    code, records, err = replay_lines(tmp_path, capsys, ['{"time": 0, "replicas": 1, "metrics": {"queue": 1}}', bad])
+    assert code == 1 and len(records) == 1 and message in err
+
+
+def test_replay_missing_file_and_bad_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.yaml").write_text(POLICY.replace("maxReplicas: 40", "maxReplicas: 0"))
+    assert main(["replay", "--policy", str(tmp_path / "p.yaml"), "--observations", str(tmp_path / "x")]) == 1
+    assert "spec.maxReplicas = 0" in capsys.readouterr().err
+
+
+def test_validate_exit_codes_and_error_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(REPO / "policies")]) == 0
+    capsys.readouterr()
+    (tmp_path / "team-a").mkdir()
+    (tmp_path / "team-a" / "chat.yaml").write_text(POLICY.replace("maxReplicas: 40", "maxReplicas: 0"))
+    (tmp_path / "team-a" / "ok.yaml").write_text(POLICY.replace("name: chat,", "name: ok,"))
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{tmp_path}/team-a/chat.yaml:7: spec.maxReplicas = 0: must be >= 1"]
+
+
+def test_validate_show_effective_prints_merged_documents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            ["validate", "--show-effective", "--root", str(REPO / "policies"), str(REPO / "policies/team-a/chat.yaml")]
+        )
+        == 0
+    )
+    (doc,) = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert doc["metadata"] == {"name": "chat", "namespace": "team-a", "labels": {"team": "search"}}
+    assert doc["spec"]["behavior"]["scaleDown"]["policies"] == [{"type": "Percent", "value": 50, "periodSeconds": 60}]
+    assert doc["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+
+
+def test_schema_accepts_examples_and_rejects_bad_documents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    validator = jsonschema.Draft202012Validator(schema)
+    examples = [d for f in sorted((REPO / "policies").rglob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
+    assert len(examples) >= 5
+    for doc in examples:
+        assert not list(validator.iter_errors(doc)), doc["metadata"]
+    bad = yaml.safe_load(POLICY)
+    bad["spec"]["maxReplica"] = 3
+    assert list(validator.iter_errors(bad))
+    bad = yaml.safe_load(POLICY)
+    bad["spec"]["metrics"][0]["source"]["preset"] = "nope"
+    assert list(validator.iter_errors(bad))
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).parent / "inference-autoscaler"
+    done = subprocess.run(
+        [str(exe), "validate", "-q", str(REPO / "policies")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
+    assert done.stdout.startswith("inference-autoscaler ")
+
+
+def test_replay_over_the_bundled_demo_observations(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "replay",
+            "--policy",
+            str(REPO / "policies/team-a/chat.yaml"),
+            "--root",
+            str(REPO / "policies"),
+            "--observations",
+            str(REPO / "examples/observations/chat-load-step.jsonl"),
+        ]
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and len(records) == 100
+    reasons = {r["reason"] for r in records}
+    assert {"ScaleUpLimit", "FailedGetExternalMetric", "Fallback", "ScaleDownStabilized"} <= reasons
+    assert max(r["desiredReplicas"] for r in records) > 2
