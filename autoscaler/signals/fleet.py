@@ -1,0 +1,246 @@
+"""The per-tick fleet reader: every policy's metrics from a bounded number of queries.
+
+Per tick it issues ONE query per preset in use (per rate window) for all targets together
+(:func:`~autoscaler.signals.promql.fleet_query`), runs them concurrently, indexes the answer by
+namespace and pod, and aggregates per target in Python with the pure functions of
+:mod:`autoscaler.signals.aggregate`. The number of preset queries depends on the presets in use,
+never on the number of targets. Custom ``query:`` metrics cannot be batched (each is its own PromQL):
+they cost one query each, run with bounded concurrency.
+
+Failures are per query: a failed preset query makes that preset's metrics ``error`` for every policy
+that uses it (the message names the preset and the error); other presets are unaffected. Nothing is
+ever read as zero because it is missing. Every unavailable reading is counted by reason
+(:attr:`FleetSignals.unavailable`, and cumulatively in :attr:`FleetReader.unavailable_total`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from autoscaler.core.model import MetricReading, Unavailable
+from autoscaler.policy.model import MetricSpec, ScalingPolicy
+from autoscaler.presets import PRESETS, Preset, SignalKind
+from autoscaler.prometheus.client import InstantResult
+from autoscaler.prometheus.errors import PrometheusError
+from autoscaler.signals.aggregate import Part, PodSample, read_target
+from autoscaler.signals.promql import FIELD_LABEL, PromQLTemplateError, fleet_query, render_custom
+from autoscaler.signals.targets import labels_match, pod_belongs
+
+__all__ = ["FleetReader", "FleetSignals", "QueryClient", "SignalSettings"]
+
+
+class QueryClient(Protocol):
+    """The seam to Prometheus: :class:`autoscaler.prometheus.PrometheusClient` satisfies it."""
+
+    async def query(self, expr: str, *, time_s: float | None = None, context: str = "") -> InstantResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSettings:
+    """How signals are read."""
+
+    scrape_interval_s: float = 15.0
+    """The scrape interval of the exporters (Prometheus's global default is 1 m; 15 s is common)."""
+    staleness_s: float | None = None
+    """Samples older than this are stale; default 3 x ``scrape_interval_s``."""
+    window: str = "1m"
+    """The rate window of counter and histogram presets (>= 4 x the scrape interval is the usual advice)."""
+    custom_concurrency: int = 8
+    """Custom ``query:`` metrics in flight at once."""
+
+    @property
+    def staleness_bound_s(self) -> float:
+        return self.staleness_s if self.staleness_s is not None else 3 * self.scrape_interval_s
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSignals:
+    """One tick's readings: ``readings[policy.key][metric name]``, plus what it cost."""
+
+    readings: Mapping[str, Mapping[str, MetricReading]]
+    queries: tuple[str, ...]
+    """Every PromQL query issued this tick (preset queries first)."""
+    unavailable: Mapping[Unavailable, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def for_policy(self, policy: ScalingPolicy) -> Mapping[str, MetricReading]:
+        return self.readings.get(policy.key, {})
+
+
+@dataclass(slots=True)
+class _Pod:
+    """What the fleet query said about one pod."""
+
+    samples: list[PodSample] = field(default_factory=list)
+    labels: list[Mapping[str, str]] = field(default_factory=list)  # per sample, for match_labels
+    newest_s: float | None = None
+
+
+def _index(result: InstantResult, kind: SignalKind) -> dict[str, dict[str, _Pod]]:
+    """namespace -> pod -> samples and newest raw timestamp."""
+    pods: dict[str, dict[str, _Pod]] = defaultdict(dict)
+    for sample in result.samples:
+        labels = sample.labels
+        namespace, pod_name = labels.get("namespace", ""), labels.get("pod", "")
+        pod = pods[namespace].get(pod_name)
+        if pod is None:
+            pod = pods[namespace][pod_name] = _Pod()
+        field_ = labels.get(FIELD_LABEL)
+        if field_ == "ts":
+            pod.newest_s = sample.value if pod.newest_s is None else max(pod.newest_s, sample.value)
+            continue
+        le: float | None = None
+        if kind is SignalKind.HISTOGRAM:
+            try:
+                le = float(labels.get("le", ""))
+            except ValueError:
+                continue  # Prometheus's histogram_quantile skips unparsable bounds too
+        part = Part.DENOMINATOR if field_ == "den" else Part.VALUE
+        pod.samples.append(PodSample(pod_name, sample.value, le, part))
+        pod.labels.append(labels)
+    return pods
+
+
+class FleetReader:
+    """Reads every policy's signals each tick. ``clock`` gives the evaluation time (wall clock by default)."""
+
+    def __init__(
+        self,
+        client: QueryClient,
+        settings: SignalSettings = SignalSettings(),
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self.settings = settings
+        self._clock = clock
+        self.unavailable_total: Counter[tuple[str, Unavailable]] = Counter()
+        """Cumulative unavailable readings by (preset or "query", reason)."""
+
+    async def read(self, policies: Sequence[ScalingPolicy], *, now_s: float | None = None) -> FleetSignals:
+        started = time.perf_counter()
+        now = self._clock() if now_s is None else now_s
+        uses: dict[str, list[tuple[ScalingPolicy, MetricSpec]]] = defaultdict(list)
+        custom: list[tuple[ScalingPolicy, MetricSpec]] = []
+        for policy in policies:
+            for spec in policy.metrics:
+                if spec.source.preset is not None:
+                    uses[spec.source.preset].append((policy, spec))
+                else:
+                    custom.append((policy, spec))
+
+        readings: dict[str, dict[str, MetricReading]] = {policy.key: {} for policy in policies}
+        queries: list[str] = []
+        jobs = []
+        for name, users in sorted(uses.items()):
+            preset = PRESETS.get(name)
+            if preset is None:  # the loader rejects these; guard against hand-built policies
+                for policy, spec in users:
+                    readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, f"unknown preset {name}")
+                continue
+            expr = fleet_query(
+                preset, namespaces={p.namespace for p, _ in users}, window=self.settings.window,
+                group_labels={key for _, spec in users for key in spec.source.match_labels},
+            )
+            queries.append(expr)
+            jobs.append(self._read_preset(preset, expr, users, now, readings))
+        semaphore = asyncio.Semaphore(max(1, self.settings.custom_concurrency))
+        for policy, spec in custom:
+            jobs.append(self._read_custom(policy, spec, now, readings, queries, semaphore))
+        await asyncio.gather(*jobs)
+
+        counts: Counter[Unavailable] = Counter()
+        for policy in policies:
+            for spec in policy.metrics:
+                reading = readings[policy.key].setdefault(
+                    spec.name, MetricReading.missing(Unavailable.ERROR, "not read")
+                )
+                if reading.unavailable is not None:
+                    counts[reading.unavailable] += 1
+                    self.unavailable_total[(spec.source.preset or "query", reading.unavailable)] += 1
+        return FleetSignals(readings, tuple(queries), dict(counts), time.perf_counter() - started)
+
+    async def _read_preset(
+        self,
+        preset: Preset,
+        expr: str,
+        users: Sequence[tuple[ScalingPolicy, MetricSpec]],
+        now: float,
+        readings: dict[str, dict[str, MetricReading]],
+    ) -> None:
+        context = f"preset {preset.name} (used by {_names(users)})"
+        try:
+            result = await self._client.query(expr, time_s=now, context=context)
+        except PrometheusError as error:
+            for policy, spec in users:
+                readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, str(error))
+            return
+        index = _index(result, preset.kind)
+        staleness = self.settings.staleness_bound_s
+        for policy, spec in users:
+            in_namespace = index.get(policy.namespace, {})
+            samples: list[PodSample] = []
+            newest: dict[str, float] = {}
+            wanted = spec.source.match_labels
+            for pod_name, pod in in_namespace.items():
+                if not pod_belongs(policy.target, pod_name):
+                    continue
+                kept = [s for s, labels in zip(pod.samples, pod.labels, strict=True) if labels_match(labels, wanted)]
+                if wanted and not kept:
+                    continue
+                samples.extend(kept)
+                if pod.newest_s is not None:
+                    newest[pod_name] = pod.newest_s
+            readings[policy.key][spec.name] = read_target(
+                preset, samples, newest, now_s=now, staleness_s=staleness
+            )
+
+    async def _read_custom(
+        self,
+        policy: ScalingPolicy,
+        spec: MetricSpec,
+        now: float,
+        readings: dict[str, dict[str, MetricReading]],
+        queries: list[str],
+        semaphore: asyncio.Semaphore,
+    ) -> None:
+        context = f"policy {policy.key} metric {spec.name}"
+        try:
+            expr = render_custom(spec.source.query or "", policy=policy, match_labels=spec.source.match_labels)
+        except PromQLTemplateError as error:
+            readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, f"{context}: {error}")
+            return
+        queries.append(expr)
+        async with semaphore:
+            try:
+                result = await self._client.query(expr, time_s=now, context=context)
+            except PrometheusError as error:
+                readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, str(error))
+                return
+        readings[policy.key][spec.name] = _single_value(result)
+
+
+def _single_value(result: InstantResult) -> MetricReading:
+    """A custom query must give a scalar or at most one series; empty is missing, never 0."""
+    if not result.samples:
+        return MetricReading.missing(Unavailable.MISSING, "the query returned no series")
+    if len(result.samples) > 1:
+        return MetricReading.missing(
+            Unavailable.ERROR, f"the query returned {len(result.samples)} series; aggregate it to one (e.g. sum(...))"
+        )
+    value = result.samples[0].value
+    if not math.isfinite(value):
+        return MetricReading.missing(Unavailable.NAN, f"the query returned {value}")
+    return MetricReading.of(value)
+
+
+def _names(users: Iterable[tuple[ScalingPolicy, MetricSpec]], limit: int = 3) -> str:
+    keys = sorted({f"{p.key}/{s.name}" for p, s in users})
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
