@@ -17,6 +17,7 @@ float specials and are *kept* here: deciding that they are unusable is the signa
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import ssl
@@ -229,7 +230,8 @@ class PrometheusClient:
             headers["Authorization"] = f"Bearer {token}"
         elif self.config.basic_auth is not None:
             user, password = self.config.basic_auth
-            headers["Authorization"] = aiohttp.BasicAuth(user, password).encode()
+            basic = base64.b64encode(f"{user}:{password}".encode("latin-1", "replace")).decode("ascii")
+            headers["Authorization"] = f"Basic {basic}"
         if self.config.tenant:
             headers["X-Scope-OrgID"] = self.config.tenant
         return headers
