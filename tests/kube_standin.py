@@ -59,13 +59,21 @@ RESOURCES = [
     ResourceType("", "v1", "events", "Event"),
     ResourceType("", "v1", "namespaces", "Namespace", namespaced=False),
     ResourceType("apps", "v1", "deployments", "Deployment", True, "spec.replicas", "status.replicas", "spec.selector"),
-    ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, "spec.replicas", "status.replicas", "spec.selector"),
+    ResourceType(
+        "apps", "v1", "statefulsets", "StatefulSet", True, "spec.replicas", "status.replicas", "spec.selector"
+    ),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType("events.k8s.io", "v1", "events", "Event"),
     ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     ResourceType(
-        "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService", True,
-        "spec.predictor.minReplicas", "status.components.predictor.replicas", "status.selector",
+        "serving.kserve.io",
+        "v1beta1",
+        "inferenceservices",
+        "InferenceService",
+        True,
+        "spec.predictor.minReplicas",
+        "status.components.predictor.replicas",
+        "status.selector",
     ),
     ResourceType("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False),
     ResourceType("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False),
@@ -78,8 +86,13 @@ def now_rfc3339() -> str:
 
 def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
     }
     if details:
         body["details"] = details
@@ -140,7 +153,9 @@ def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
                     parent[index] = op["value"]
             else:
                 if kind == "replace" and last not in parent:
-                    raise ApiError(422, "Invalid", f"replace operation does not apply: doc is missing path: {op['path']}")
+                    raise ApiError(
+                        422, "Invalid", f"replace operation does not apply: doc is missing path: {op['path']}"
+                    )
                 parent[last] = op["value"]
         elif kind == "remove":
             del parent[int(last) if isinstance(parent, list) else last]
@@ -254,6 +269,9 @@ class KubeStandIn:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self.on_write: list[Callable[[str, Key, dict[str, Any]], None]] = []
+        # Called after each request is served, with (method, path): lets a test act "between" a
+        # client's read and its write (e.g. another writer racing the autoscaler).
+        self.after_request: list[Callable[[str, str], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -276,8 +294,16 @@ class KubeStandIn:
 
     # ------------------------------------------------------------------ test helpers
 
-    def fail_next(self, method: str, path_regex: str, code: int, *, times: int = 1,
-                  retry_after: int | None = None, reason: str = "") -> None:
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        code: int,
+        *,
+        times: int = 1,
+        retry_after: int | None = None,
+        reason: str = "",
+    ) -> None:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self.faults.append(Fault(method.upper(), re.compile(path_regex), code, times, headers, reason))
 
@@ -299,23 +325,32 @@ class KubeStandIn:
         return self.objects.get((group, version, plural, namespace, name))
 
     def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        return [o for (g, v, p, ns, _), o in sorted(self.objects.items())
-                if (g, v, p) == (group, version, plural) and (namespace is None or ns == namespace)]
+        return [
+            o
+            for (g, v, p, ns, _), o in sorted(self.objects.items())
+            if (g, v, p) == (group, version, plural) and (namespace is None or ns == namespace)
+        ]
 
     def writes(self, path_part: str = "") -> list[RequestRecord]:
-        return [r for r in self.requests if r.method in ("POST", "PUT", "PATCH", "DELETE") and path_part in r.path
-                and r.status < 400]
+        return [
+            r
+            for r in self.requests
+            if r.method in ("POST", "PUT", "PATCH", "DELETE") and path_part in r.path and r.status < 400
+        ]
 
-    def add_deployment(self, namespace: str, name: str, replicas: int, *, ready: int | None = None,
-                       kind: str = "deployments") -> dict[str, Any]:
+    def add_deployment(
+        self, namespace: str, name: str, replicas: int, *, ready: int | None = None, kind: str = "deployments"
+    ) -> dict[str, Any]:
         labels = {"app": name}
         obj = {
             "metadata": {"name": name, "namespace": namespace, "labels": labels, "generation": 1},
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels},
-                             "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai"}]}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai"}]},
+                },
             },
             "status": {"replicas": replicas, "readyReplicas": replicas if ready is None else ready},
         }
@@ -339,11 +374,16 @@ class KubeStandIn:
             n_ready = want if ready is None else min(ready, want)
             for index in range(len(pods), want):
                 pod_name = f"{name}-{index}" if p == "statefulsets" else f"{name}-7d9f8b6c5-{uuid.uuid4().hex[:5]}"
-                self.put_object("", "v1", "pods", {
-                    "metadata": {"name": pod_name, "namespace": ns, "labels": dict(labels)},
-                    "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai"}]},
-                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-                })
+                self.put_object(
+                    "",
+                    "v1",
+                    "pods",
+                    {
+                        "metadata": {"name": pod_name, "namespace": ns, "labels": dict(labels)},
+                        "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai"}]},
+                        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+                    },
+                )
                 pods.append(self.objects[("", "v1", "pods", ns, pod_name)])
             for i, pod in enumerate(pods):
                 pod["status"]["conditions"] = [{"type": "Ready", "status": "True" if i < n_ready else "False"}]
@@ -366,38 +406,74 @@ class KubeStandIn:
         for fault in self.faults:
             if fault.times > 0 and fault.method in (request.method, "*") and fault.path.search(path):
                 fault.times -= 1
-                reasons = {404: "NotFound", 409: "Conflict", 422: "Invalid", 429: "TooManyRequests",
-                           500: "InternalError", 503: "ServiceUnavailable", 403: "Forbidden", 401: "Unauthorized"}
-                err = ApiError(fault.code, fault.reason or reasons.get(fault.code, ""), f"injected fault {fault.code}",
-                               fault.headers)
+                reasons = {
+                    404: "NotFound",
+                    409: "Conflict",
+                    422: "Invalid",
+                    429: "TooManyRequests",
+                    500: "InternalError",
+                    503: "ServiceUnavailable",
+                    403: "Forbidden",
+                    401: "Unauthorized",
+                }
+                err = ApiError(
+                    fault.code,
+                    fault.reason or reasons.get(fault.code, ""),
+                    f"injected fault {fault.code}",
+                    fault.headers,
+                )
                 return self._error(request, err, body)
         try:
-            code, payload = self._dispatch(request.method, path, dict(request.query), body,
-                                           request.headers.get("Content-Type", ""))
+            code, payload = self._dispatch(
+                request.method, path, dict(request.query), body, request.headers.get("Content-Type", "")
+            )
         except ApiError as err:
             return self._error(request, err, body)
         self.requests.append(RequestRecord(request.method, path, dict(request.query), body, code, user))
+        for hook in list(self.after_request):
+            hook(request.method, path)
         return web.json_response(payload, status=code)
 
     def _error(self, request: web.Request, err: ApiError, body: Any) -> web.Response:
-        self.requests.append(RequestRecord(request.method, request.path, dict(request.query), body, err.code,
-                                           request.headers.get("Authorization", "")))
+        self.requests.append(
+            RequestRecord(
+                request.method,
+                request.path,
+                dict(request.query),
+                body,
+                err.code,
+                request.headers.get("Authorization", ""),
+            )
+        )
         return web.json_response(status_body(err.code, err.reason, err.message), status=err.code, headers=err.headers)
 
     def _discovery(self, path: str) -> dict[str, Any] | None:
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-        if path in ("/api/v1", "/apis") or re.fullmatch(r"/apis/[^/]+/[^/]+", path) or re.fullmatch(r"/apis/[^/]+", path):
+        if (
+            path in ("/api/v1", "/apis")
+            or re.fullmatch(r"/apis/[^/]+/[^/]+", path)
+            or re.fullmatch(r"/apis/[^/]+", path)
+        ):
             if path == "/apis":
                 groups: dict[str, list[str]] = {}
-                for (g, v, _) in self.resources:
+                for g, v, _ in self.resources:
                     if g:
                         groups.setdefault(g, [])
                         if v not in groups[g]:
                             groups[g].append(v)
-                return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                    {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                     "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}} for g, vs in groups.items()]}
+                return {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [
+                        {
+                            "name": g,
+                            "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                            "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                        }
+                        for g, vs in groups.items()
+                    ],
+                }
             parts = path.strip("/").split("/")
             if path == "/api/v1":
                 group, version = "", "v1"
@@ -408,20 +484,38 @@ class KubeStandIn:
             resources = []
             for (g, v, p), r in self.resources.items():
                 if (g, v) == (group, version):
-                    resources.append({"name": p, "singularName": "", "namespaced": r.namespaced, "kind": r.kind,
-                                      "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+                    resources.append(
+                        {
+                            "name": p,
+                            "singularName": "",
+                            "namespaced": r.namespaced,
+                            "kind": r.kind,
+                            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                        }
+                    )
                     if r.scale_spec:
-                        resources.append({"name": f"{p}/scale", "singularName": "", "namespaced": True,
-                                          "group": "autoscaling", "version": "v1", "kind": "Scale",
-                                          "verbs": ["get", "patch", "update"]})
+                        resources.append(
+                            {
+                                "name": f"{p}/scale",
+                                "singularName": "",
+                                "namespaced": True,
+                                "group": "autoscaling",
+                                "version": "v1",
+                                "kind": "Scale",
+                                "verbs": ["get", "patch", "update"],
+                            }
+                        )
             if not resources:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            return {"kind": "APIResourceList", "apiVersion": "v1",
-                    "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources,
+            }
         return None
 
-    def _dispatch(self, method: str, path: str, query: dict[str, str], body: Any,
-                  content_type: str) -> tuple[int, Any]:
+    def _dispatch(self, method: str, path: str, query: dict[str, str], body: Any, content_type: str) -> tuple[int, Any]:
         if method == "GET":
             found = self._discovery(path)
             if found is not None:
@@ -478,14 +572,22 @@ class KubeStandIn:
 
     def _list(self, rtype: ResourceType, namespace: str, query: dict[str, str]) -> dict[str, Any]:
         reqs = parse_selector(query.get("labelSelector", ""))
-        items = [copy.deepcopy(o) for o in self.list_objects(rtype.group, rtype.version, rtype.plural,
-                                                             namespace if rtype.namespaced and namespace else None)
-                 if selector_matches(reqs, o["metadata"].get("labels") or {})]
+        items = [
+            copy.deepcopy(o)
+            for o in self.list_objects(
+                rtype.group, rtype.version, rtype.plural, namespace if rtype.namespaced and namespace else None
+            )
+            if selector_matches(reqs, o["metadata"].get("labels") or {})
+        ]
         field_selector = query.get("fieldSelector", "")
         if field_selector.startswith("metadata.name="):
             items = [o for o in items if o["metadata"]["name"] == field_selector.split("=", 1)[1]]
-        return {"kind": f"{rtype.kind}List", "apiVersion": f"{rtype.group}/{rtype.version}" if rtype.group else "v1",
-                "metadata": {"resourceVersion": str(next(self._rv) - 1)}, "items": items}
+        return {
+            "kind": f"{rtype.kind}List",
+            "apiVersion": f"{rtype.group}/{rtype.version}" if rtype.group else "v1",
+            "metadata": {"resourceVersion": str(next(self._rv) - 1)},
+            "items": items,
+        }
 
     def _validate(self, rtype: ResourceType, obj: Any) -> None:
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
@@ -496,8 +598,12 @@ class KubeStandIn:
         if rtype.scale_spec:
             replicas = _get_path(obj, rtype.scale_spec)
             if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
-                raise ApiError(422, "Invalid", f'{rtype.kind} "{name}" is invalid: {rtype.scale_spec}: '
-                                               f"Invalid value: {replicas}: must be greater than or equal to 0")
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{rtype.kind} "{name}" is invalid: {rtype.scale_spec}: '
+                    f"Invalid value: {replicas}: must be greater than or equal to 0",
+                )
 
     def _create(self, rtype: ResourceType, namespace: str, body: Any) -> dict[str, Any]:
         self._validate(rtype, body)
@@ -515,9 +621,13 @@ class KubeStandIn:
 
     def _check_rv(self, current: dict[str, Any], wanted: Any) -> None:
         if wanted not in (None, "") and str(wanted) != current["metadata"]["resourceVersion"]:
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {current.get("kind", "object")} '
-                                            f'"{current["metadata"]["name"]}": the object has been modified; '
-                                            "please apply your changes to the latest version and try again")
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on {current.get('kind', 'object')} "
+                f'"{current["metadata"]["name"]}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+            )
 
     def _store(self, rtype: ResourceType, key: Key, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
         self._validate(rtype, new)
@@ -561,12 +671,20 @@ class KubeStandIn:
         selector = _get_path(obj, rtype.selector_path or "")
         meta = obj["metadata"]
         return {
-            "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta["uid"],
-                         "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"],
+                "creationTimestamp": meta["creationTimestamp"],
+            },
             "spec": {"replicas": int(_get_path(obj, rtype.scale_spec) or 0)},
-            "status": {"replicas": int(_get_path(obj, rtype.scale_status) or 0),
-                       "selector": selector if isinstance(selector, str) else selector_string(selector)},
+            "status": {
+                "replicas": int(_get_path(obj, rtype.scale_status) or 0),
+                "selector": selector if isinstance(selector, str) else selector_string(selector),
+            },
         }
 
     def _scale(self, rtype: ResourceType, key: Key, method: str, body: Any, content_type: str) -> dict[str, Any]:
@@ -587,8 +705,12 @@ class KubeStandIn:
         else:
             raise ApiError(405, "MethodNotAllowed", method)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise ApiError(422, "Invalid", f'Scale "{key[4]}" is invalid: spec.replicas: Invalid value: {replicas!r}: '
-                                           "must be greater than or equal to 0")
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Scale "{key[4]}" is invalid: spec.replicas: Invalid value: {replicas!r}: '
+                "must be greater than or equal to 0",
+            )
         new = copy.deepcopy(obj)
         _set_path(new, rtype.scale_spec or "", replicas)
         stored = self._store(rtype, key, new, obj)

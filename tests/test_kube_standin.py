@@ -9,9 +9,8 @@ import asyncio
 
 import kubernetes
 import pytest
-from kubernetes.client.rest import ApiException
-
 from kube_standin import KubeStandIn
+from kubernetes.client.rest import ApiException
 
 
 def client_for(url: str) -> kubernetes.client.ApiClient:
@@ -36,11 +35,14 @@ async def test_scale_subresource_and_optimistic_concurrency() -> None:
             await asyncio.to_thread(apps.replace_namespaced_deployment_scale, "chat-llm", "team-a", scale)
         assert err.value.status == 409 and "the object has been modified" in err.value.body
         assert kube.get_object("apps", "v1", "deployments", "team-a", "chat-llm")["spec"]["replicas"] == 5
-        patched = await asyncio.to_thread(apps.patch_namespaced_deployment_scale, "chat-llm", "team-a",
-                                          {"spec": {"replicas": 3}})
+        patched = await asyncio.to_thread(
+            apps.patch_namespaced_deployment_scale, "chat-llm", "team-a", {"spec": {"replicas": 3}}
+        )
         assert patched.spec.replicas == 3
         with pytest.raises(ApiException) as err:
-            await asyncio.to_thread(apps.patch_namespaced_deployment_scale, "chat-llm", "team-a", {"spec": {"replicas": -1}})
+            await asyncio.to_thread(
+                apps.patch_namespaced_deployment_scale, "chat-llm", "team-a", {"spec": {"replicas": -1}}
+            )
         assert err.value.status == 422
         with pytest.raises(ApiException) as err:
             await asyncio.to_thread(apps.read_namespaced_deployment_scale, "nope", "team-a")
@@ -52,8 +54,10 @@ async def test_leases_events_pods_and_faults() -> None:
         kube.add_deployment("team-a", "chat-llm", 3, ready=2)
         api = client_for(kube.url)
         coord = kubernetes.client.CoordinationV1Api(api)
-        lease = kubernetes.client.V1Lease(metadata=kubernetes.client.V1ObjectMeta(name="leader"),
-                                          spec=kubernetes.client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=15))
+        lease = kubernetes.client.V1Lease(
+            metadata=kubernetes.client.V1ObjectMeta(name="leader"),
+            spec=kubernetes.client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=15),
+        )
         created = await asyncio.to_thread(coord.create_namespaced_lease, "ops", lease)
         with pytest.raises(ApiException) as err:
             await asyncio.to_thread(coord.create_namespaced_lease, "ops", lease)
@@ -68,8 +72,11 @@ async def test_leases_events_pods_and_faults() -> None:
         ready = [p for p in pods.items if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)]
         assert len(pods.items) == 3 and len(ready) == 2
         event = kubernetes.client.CoreV1Event(
-            metadata=kubernetes.client.V1ObjectMeta(name="chat.1"), reason="ScaleUp", message="m",
-            involved_object=kubernetes.client.V1ObjectReference(kind="Deployment", name="chat-llm", namespace="team-a"))
+            metadata=kubernetes.client.V1ObjectMeta(name="chat.1"),
+            reason="ScaleUp",
+            message="m",
+            involved_object=kubernetes.client.V1ObjectReference(kind="Deployment", name="chat-llm", namespace="team-a"),
+        )
         await asyncio.to_thread(core.create_namespaced_event, "team-a", event)
         assert kube.list_objects("", "v1", "events", "team-a")[0]["reason"] == "ScaleUp"
         kube.fail_next("POST", r"/events$", 429, retry_after=1)

@@ -1,0 +1,156 @@
+"""``inference-autoscaler run``: the in-cluster service (control loop, leader election, metrics, health).
+
+In a cluster it uses the pod's service account; outside, ``--kubeconfig``. It stops gracefully on
+SIGTERM/SIGINT: the tick in progress finishes, the lease is released, then it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, signal_settings
+
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+log = logging.getLogger("autoscaler.run")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run the autoscaler service", description=__doc__)
+    parser.add_argument("--policies", required=True, metavar="DIR", help="policy directory (a mounted ConfigMap)")
+    add_prometheus_arguments(parser)
+    kube = parser.add_argument_group("Kubernetes")
+    kube.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster service account)")
+    kube.add_argument("--context", help="kubeconfig context")
+    kube.add_argument(
+        "--namespace",
+        help="the autoscaler's own namespace, for its Lease and state ConfigMap "
+        "(default: POD_NAMESPACE, the service account's namespace, or default)",
+    )
+    kube.add_argument(
+        "--namespaces", default="", metavar="NS[,NS...]", help="only act on policies in these namespaces (default: all)"
+    )
+    kube.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or socket.gethostname(),
+        help="leader-election identity (default: POD_NAME or the hostname)",
+    )
+    kube.add_argument("--lease-name", default="inference-autoscaler", help="Lease (and state ConfigMap prefix)")
+    kube.add_argument(
+        "--no-leader-elect",
+        dest="leader_elect",
+        action="store_false",
+        help="act as leader without a Lease (one replica only)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="decide and report; never write to the cluster")
+    parser.add_argument("--listen", default="0.0.0.0:8080", metavar="HOST:PORT", help="/metrics, /healthz, /readyz")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.set_defaults(run=run)
+
+
+def _own_namespace(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return str(args.namespace)
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    if SA_NAMESPACE.exists():
+        return SA_NAMESPACE.read_text().strip()
+    return "default"
+
+
+def run(args: argparse.Namespace) -> int:
+    from autoscaler.service.telemetry import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        return asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from autoscaler.prometheus import PrometheusClient
+    from autoscaler.service.actuator import KubeActuator
+    from autoscaler.service.controller import Controller, ControllerSettings
+    from autoscaler.service.kube import KubeClient, KubeConfig
+    from autoscaler.service.leader import LeaseElector, LeaseSettings
+    from autoscaler.service.policies import PolicyDirectory
+    from autoscaler.service.state import ConfigMapStateStore
+    from autoscaler.service.telemetry import Telemetry, health_app
+    from autoscaler.signals import FleetReader
+
+    namespace = _own_namespace(args)
+    telemetry = Telemetry()
+    try:
+        kube_config = KubeConfig.load(args.kubeconfig, context=args.context)
+    except Exception as exc:
+        log.error("cannot load Kubernetes configuration: %s", exc)
+        return 2
+    kube = KubeClient(kube_config, observe=telemetry.observe_kube)
+    policies = PolicyDirectory(args.policies, namespaces=[n for n in args.namespaces.split(",") if n])
+    elector = None
+    if args.leader_elect:
+        elector = LeaseElector(
+            kube,
+            LeaseSettings(namespace=namespace, name=args.lease_name, identity=args.identity),
+            on_change=lambda leading: telemetry.leader.set(1 if leading else 0),
+        )
+    store = ConfigMapStateStore(kube, namespace=namespace, name=f"{args.lease_name}-state")
+    prometheus = PrometheusClient(prometheus_config(args))
+    controller = Controller(
+        policies=policies,
+        signals=FleetReader(prometheus, signal_settings(args)),
+        actuator=KubeActuator(kube),
+        telemetry=telemetry,
+        store=store,
+        leadership=elector,
+        settings=ControllerSettings(dry_run=args.dry_run),
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def alive() -> bool:
+        import time
+
+        last = controller.last_tick_s
+        return last is None or time.time() - last < 120
+
+    app = health_app(telemetry, ready=lambda: controller.started, alive=alive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = args.listen.rpartition(":")
+    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    log.info(
+        "started",
+        extra={
+            "namespace": namespace,
+            "identity": args.identity,
+            "policies_dir": args.policies,
+            "dry_run": args.dry_run,
+            "leader_elect": args.leader_elect,
+        },
+    )
+    tasks = [asyncio.create_task(controller.run(stop))]
+    if elector is not None:
+        tasks.append(asyncio.create_task(elector.run(stop)))
+    try:
+        await stop.wait()
+        await asyncio.gather(*tasks)  # the tick in progress finishes
+    finally:
+        if elector is not None:
+            await elector.release()
+        await runner.cleanup()
+        await prometheus.close()
+        await kube.close()
+        log.info("stopped")
+    return 0

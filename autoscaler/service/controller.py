@@ -1,0 +1,382 @@
+"""The control loop: at each policy's interval, read signals for the whole fleet in one batch, read each
+target's scale and ready pods, call the pure core, and act according to the policy's mode.
+
+* ``patch``: the leader writes the scale subresource with the resourceVersion it read; on a 409 it
+  re-reads and re-decides (from the same input state, since ``decide`` is pure), at most 3 times.
+  The core's scale event is kept only when the write succeeded. It refuses to patch a target that an
+  HPA also manages, and says so in an Event, so two controllers never fight over one target.
+* ``shadow``: decides and reports (Events when it would scale, logs, metrics), never writes.
+* ``external``: publishes the decision (see :attr:`Controller.published`) for the external-metrics
+  API; never writes.
+
+Every replica runs the loop (so each can serve what it decided); only the leader writes scales,
+Events and the persisted state. The clock is injected: tests call :meth:`Controller.tick` with the
+time they choose, and never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from autoscaler.core import Decision, MetricReading, Observation, Reason, ScalerState, Unavailable, decide
+from autoscaler.core.decide import record_applied
+from autoscaler.policy.model import Mode, ScalingPolicy
+from autoscaler.service.actuator import KubeActuator, ScaleView
+from autoscaler.service.kube import KubeConflict, KubeError, KubeNotFound
+from autoscaler.service.policies import PolicyDirectory
+from autoscaler.service.state import StateStore
+from autoscaler.service.telemetry import Telemetry
+
+__all__ = ["Controller", "ControllerSettings", "Published", "SignalSource", "TickRecord"]
+
+log = logging.getLogger("autoscaler.controller")
+
+MAX_CONFLICT_RETRIES = 3
+
+
+class Signals(Protocol):
+    def for_policy(self, policy: ScalingPolicy) -> Mapping[str, MetricReading]: ...
+
+
+class SignalSource(Protocol):
+    """The seam to Prometheus (:class:`autoscaler.signals.FleetReader` satisfies it)."""
+
+    async def read(self, policies: Sequence[ScalingPolicy], *, now_s: float | None = None) -> Signals: ...
+
+
+class Leadership(Protocol):
+    def is_leader(self) -> bool: ...
+
+
+class _AlwaysLeader:
+    def is_leader(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    dry_run: bool = False
+    """Decide and report, never write (whatever the policies' modes)."""
+    concurrency: int = 16
+    """Targets processed at once within a tick."""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The latest decision of a policy, with the readings it was made from (for the metrics API)."""
+
+    policy: ScalingPolicy
+    decision: Decision
+    readings: Mapping[str, MetricReading]
+    time_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TickRecord:
+    """What one policy's tick saw and did (for tests, logs and the equivalence proof)."""
+
+    policy: str
+    time_s: float
+    observation: Observation | None
+    decision: Decision | None
+    wrote: bool = False
+    error: str = ""
+    conflicts: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    policy: ScalingPolicy
+    next_due: float
+    state: ScalerState = field(default_factory=ScalerState)
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        policies: PolicyDirectory,
+        signals: SignalSource,
+        actuator: KubeActuator,
+        telemetry: Telemetry,
+        store: StateStore | None = None,
+        leadership: Leadership | None = None,
+        settings: ControllerSettings = ControllerSettings(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy_source = policies
+        self.signals = signals
+        self.actuator = actuator
+        self.telemetry = telemetry
+        self.store = store or StateStore()
+        self.leadership = leadership or _AlwaysLeader()
+        self.settings = settings
+        self.clock = clock
+        self.entries: dict[str, _Entry] = {}
+        self.published: dict[str, Published] = {}
+        self._persisted: dict[str, ScalerState] = {}
+        self._was_leader = False
+        self.last_tick_s: float | None = None
+        self.started = False
+
+    # ------------------------------------------------------------------ policies and state
+
+    def _sync_policies(self, now: float) -> None:
+        result = self.policy_source.reload()
+        if not result.changed and self.entries:
+            return
+        wanted = {p.key: p for p in result.policies}
+        for key in list(self.entries):
+            if key not in wanted:
+                del self.entries[key]
+                self.published.pop(key, None)
+        for key, policy in wanted.items():
+            entry = self.entries.get(key)
+            if entry is None:
+                self.entries[key] = _Entry(policy, next_due=now, state=self._persisted.get(key, ScalerState()))
+            elif entry.policy != policy:
+                entry.policy = policy  # the state carries over: a policy edit is not a restart
+                entry.next_due = min(entry.next_due, now + policy.interval_s)
+        self.telemetry.policies.set(len(self.entries))
+        self.telemetry.policy_errors.set(len(result.errors))
+
+    async def load_state(self) -> None:
+        """Read the persisted states (at start, and whenever this replica becomes leader)."""
+        try:
+            self._persisted = await self.store.load()
+        except KubeError as exc:
+            log.warning("could not read persisted state: %s", exc)
+            return
+        for key, entry in self.entries.items():
+            if key in self._persisted:
+                entry.state = self._persisted[key]
+
+    async def _persist(self) -> None:
+        states = {key: entry.state for key, entry in self.entries.items()}
+        if states != self._persisted:
+            await self.store.save(states)
+            self._persisted = states
+
+    # ------------------------------------------------------------------ the tick
+
+    async def tick(self, now: float | None = None) -> list[TickRecord]:
+        """One pass: every policy that is due is decided (and acted on). Returns what happened."""
+        now = self.clock() if now is None else now
+        started = time.perf_counter()
+        leader = self.leadership.is_leader()
+        self.telemetry.leader.set(1 if leader else 0)
+        if leader and not self._was_leader:
+            await self.load_state()
+        self._was_leader = leader
+        self._sync_policies(now)
+        due = [e for e in self.entries.values() if e.next_due <= now]
+        if not due:
+            return []
+        policies = [e.policy for e in due]
+        read_started = time.perf_counter()
+        try:
+            signals: Signals | None = await self.signals.read(policies, now_s=now)
+        except Exception as exc:  # the reader reports per metric; this is a defect or total outage
+            log.exception("signal read failed: %s", exc)
+            self.telemetry.prometheus_errors.inc()
+            signals = None
+        self.telemetry.prometheus_seconds.observe(time.perf_counter() - read_started)
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+
+        async def run(entry: _Entry) -> TickRecord:
+            async with semaphore:
+                if signals is None:
+                    readings: Mapping[str, MetricReading] = {
+                        m.name: MetricReading.missing(Unavailable.ERROR, "signal read failed")
+                        for m in entry.policy.metrics
+                    }
+                else:
+                    readings = signals.for_policy(entry.policy)
+                return await self._process(entry, readings, now, leader)
+
+        records = await asyncio.gather(*(run(e) for e in due))
+        for entry in due:
+            # Fixed-rate schedule; a late tick does not cause a burst of catch-up ticks.
+            entry.next_due = max(entry.next_due + entry.policy.interval_s, now + 0.001)
+        if self.leadership.is_leader() and not self.settings.dry_run:
+            try:
+                await self._persist()
+            except KubeError as exc:
+                log.warning("state not persisted: %s", exc)
+        self.telemetry.tick_seconds.observe(time.perf_counter() - started)
+        self.last_tick_s = now
+        return list(records)
+
+    async def _observe(
+        self, policy: ScalingPolicy, readings: Mapping[str, MetricReading]
+    ) -> tuple[Observation, ScaleView]:
+        view = await self.actuator.read_scale(policy.namespace, policy.target)
+        ready = await self.actuator.count_ready_pods(policy.namespace, view.selector)
+        observation = Observation(
+            spec_replicas=view.spec_replicas,
+            ready_replicas=ready,
+            metrics=dict(readings),
+            status_replicas=view.status_replicas,
+        )
+        return observation, view
+
+    async def _process(
+        self, entry: _Entry, readings: Mapping[str, MetricReading], now: float, leader: bool
+    ) -> TickRecord:
+        policy = entry.policy
+        ns = policy.namespace
+        try:
+            observation, view = await self._observe(policy, readings)
+        except KubeNotFound as exc:
+            log.error("target not found", extra={"policy": policy.key, "error": str(exc)})
+            return TickRecord(policy.key, now, None, None, error=f"target not found: {exc.message}")
+        except KubeError as exc:
+            log.error("target read failed", extra={"policy": policy.key, "error": str(exc)})
+            return TickRecord(policy.key, now, None, None, error=str(exc))
+
+        decision, unapplied = decide(observation, entry.state, policy, now, assume_applied=False)
+        writes = policy.mode is Mode.PATCH and not self.settings.dry_run
+        wrote, conflicts, error = False, 0, ""
+        if writes and decision.changes_scale and leader:
+            hpas = await self._hpas(policy)
+            if hpas:
+                error = f"refusing to patch {policy.target.kind}/{policy.target.name}: HPA {', '.join(hpas)} manages it"
+                await self._event(
+                    policy,
+                    "Warning",
+                    "HPAConflict",
+                    f"{error}; use mode external (and point that HPA at our metrics) or delete the HPA",
+                    view.uid,
+                )
+            else:
+                while True:
+                    try:
+                        if not self.leadership.is_leader():  # lost the lease mid-tick: stop writing at once
+                            error = "lost leadership before writing"
+                            break
+                        await self.actuator.write_scale(ns, policy.target, view, decision.desired_replicas)
+                        wrote = True
+                        break
+                    except KubeConflict:
+                        conflicts += 1
+                        self.telemetry.scale_writes.labels(ns, policy.name, "conflict").inc()
+                        if conflicts > MAX_CONFLICT_RETRIES:
+                            error = f"scale write conflicted {conflicts} times; will retry next tick"
+                            break
+                        observation, view = await self._observe(policy, readings)
+                        decision, unapplied = decide(observation, entry.state, policy, now, assume_applied=False)
+                        if not decision.changes_scale:
+                            break
+                    except KubeError as exc:
+                        error = f"scale write failed: {exc}"
+                        break
+            if wrote:
+                self.telemetry.scale_writes.labels(ns, policy.name, "ok").inc()
+                unapplied = record_applied(unapplied, decision=decision, policy=policy, now=now)
+                verb = "ScaleUp" if decision.desired_replicas > decision.current_replicas else "ScaleDown"
+                await self._event(
+                    policy,
+                    "Normal",
+                    verb,
+                    f"New size: {decision.desired_replicas}; reason: {decision.reason.value}; {decision.message}",
+                    view.uid,
+                )
+            elif error and not error.startswith("refusing"):
+                self.telemetry.scale_writes.labels(ns, policy.name, "error").inc()
+                await self._event(policy, "Warning", "FailedRescale", error, view.uid)
+        elif policy.mode is Mode.SHADOW and decision.changes_scale and leader:
+            await self._event(
+                policy,
+                "Normal",
+                "ShadowDecision",
+                f"would scale to {decision.desired_replicas} (shadow mode, nothing written); {decision.message}",
+                view.uid,
+            )
+        if decision.reason in (Reason.METRICS_UNAVAILABLE, Reason.FALLBACK) and leader:
+            await self._event(policy, "Warning", decision.reason.value, decision.message, view.uid)
+        entry.state = unapplied
+        self.published[policy.key] = Published(policy, decision, dict(readings), now)
+        self._report(policy, observation, decision)
+        log.info(
+            "decision",
+            extra={
+                "policy": policy.key,
+                "mode": policy.mode.value,
+                "current": decision.current_replicas,
+                "desired": decision.desired_replicas,
+                "reason": decision.reason.value,
+                "decision_message": decision.message,
+                "wrote": wrote,
+                "conflicts": conflicts,
+                **({"error": error} if error else {}),
+            },
+        )
+        return TickRecord(policy.key, now, observation, decision, wrote, error, conflicts)
+
+    async def _hpas(self, policy: ScalingPolicy) -> list[str]:
+        try:
+            return await self.actuator.managing_hpas(policy.namespace, policy.target)
+        except KubeError as exc:
+            log.warning("could not list HPAs (assuming none): %s", exc)
+            return []
+
+    async def _event(self, policy: ScalingPolicy, type_: str, reason: str, message: str, uid: str) -> None:
+        if not self.leadership.is_leader() or self.settings.dry_run:
+            return
+        try:
+            await self.actuator.record_event(
+                policy.namespace,
+                policy.target,
+                type_=type_,
+                reason=reason,
+                message=f"policy {policy.name}: {message}",
+                uid=uid,
+            )
+        except KubeError as exc:
+            log.warning("event not recorded: %s", exc)
+
+    def _report(self, policy: ScalingPolicy, observation: Observation, decision: Decision) -> None:
+        t = self.telemetry
+        ns, name, target = policy.namespace, policy.name, policy.target.name
+        t.desired.labels(ns, name, target).set(decision.desired_replicas)
+        t.current.labels(ns, name, target).set(observation.spec_replicas)
+        t.ready.labels(ns, name, target).set(observation.ready_replicas)
+        t.decisions.labels(ns, name, decision.reason.value).inc()
+        for spec in policy.metrics:
+            reading = observation.reading(spec.name)
+            t.metric_target.labels(ns, name, spec.name).set(spec.target.milli / 1000)
+            if reading.value is not None:
+                t.metric_value.labels(ns, name, spec.name).set(reading.value)
+            else:
+                t.unavailable.labels(ns, name, spec.name, (reading.unavailable or Unavailable.MISSING).value).inc()
+            proposal = decision.proposals.get(spec.name)
+            if proposal is not None:
+                t.metric_proposal.labels(ns, name, spec.name).set(proposal)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        granularity_s: float = 1.0,
+    ) -> None:
+        """Tick until ``stop`` is set; the tick in progress always finishes (graceful shutdown)."""
+        await self.load_state()
+        self.started = True
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception:  # one bad tick must not kill the loop
+                log.exception("tick failed")
+            next_due = min((e.next_due for e in self.entries.values()), default=self.clock() + granularity_s)
+            delay = min(max(next_due - self.clock(), 0.05), granularity_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)

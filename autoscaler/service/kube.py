@@ -1,0 +1,229 @@
+"""One async request path to the Kubernetes API, owning retries, backoff and ``Retry-After``.
+
+Configuration comes from a kubeconfig or the in-cluster service account through the official
+``kubernetes`` package's loaders (so every auth flavour it supports works: tokens, client
+certificates, exec plugins, token refresh), then requests go over aiohttp. Errors are our own
+hierarchy, carrying the API's ``Status`` reason and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+__all__ = [
+    "KubeClient",
+    "KubeConfig",
+    "KubeConflict",
+    "KubeError",
+    "KubeForbidden",
+    "KubeNotFound",
+    "KubeUnavailable",
+]
+
+
+class KubeError(Exception):
+    """An API error: HTTP ``status`` and the ``Status`` object's ``reason`` and ``message``."""
+
+    def __init__(self, status: int, reason: str, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(f"{method} {path}: {status} {reason}: {message}".strip())
+        self.status, self.reason, self.message = status, reason, message
+
+
+class KubeNotFound(KubeError):
+    pass
+
+
+class KubeConflict(KubeError):
+    pass
+
+
+class KubeForbidden(KubeError):
+    pass
+
+
+class KubeUnavailable(KubeError):
+    """The API could not be reached, or kept failing (429/5xx) past the retry budget."""
+
+
+_RETRYABLE = {429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True, slots=True)
+class KubeConfig:
+    host: str
+    token: str | None = None
+    token_refresh: Callable[[], str | None] | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+    timeout_s: float = 10.0
+    retries: int = 3
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+    user_agent: str = "inference-autoscaler"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def load(kubeconfig: str | None = None, *, context: str | None = None) -> KubeConfig:
+        """From a kubeconfig file, or the in-cluster service account when ``kubeconfig`` is None."""
+        from kubernetes import client, config  # heavy import: only when the service starts
+
+        cfg = client.Configuration()
+        if kubeconfig:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
+        else:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+
+        def token() -> str | None:
+            hook = getattr(cfg, "refresh_api_key_hook", None)
+            if hook is not None:
+                hook(cfg)
+            value = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+            if value and cfg.api_key_prefix.get("authorization") and not value.startswith("Bearer "):
+                value = f"{cfg.api_key_prefix['authorization']} {value}"
+            return str(value) if value else None
+
+        return KubeConfig(
+            host=cfg.host.rstrip("/"),
+            token_refresh=token,
+            ca_file=cfg.ssl_ca_cert,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+            verify=bool(cfg.verify_ssl),
+        )
+
+
+class KubeClient:
+    """``await client.request("GET", "/api/v1/namespaces/x/pods", params=...)`` -> parsed JSON."""
+
+    def __init__(
+        self,
+        config: KubeConfig,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        observe: Callable[[str, float, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._session: aiohttp.ClientSession | None = None
+        self._observe = observe  # (verb, seconds, outcome) for metrics
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self.config.host.startswith("https"):
+            return False
+        if not self.config.verify:
+            return False
+        context = ssl.create_default_context(cafile=self.config.ca_file)
+        if self.config.cert_file:
+            context.load_cert_chain(self.config.cert_file, self.config.key_file)
+        return context
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
+            connector = aiohttp.TCPConnector(ssl=self._ssl(), limit=32)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": self.config.user_agent, **self.config.headers}
+        token = self.config.token_refresh() if self.config.token_refresh else self.config.token
+        if token:
+            headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), self.config.backoff_max_s)
+            except ValueError:
+                pass
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
+        return self._rng.uniform(0, ceiling)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        """One API call. Retries 429/5xx/connection errors (not 409: conflicts are the caller's)."""
+        session = await self._client()
+        if body is not None and content_type is None:
+            content_type = "application/json"
+        url = f"{self.config.host}{path}"
+        last: KubeError | None = None
+        for attempt in range(self.config.retries + 1):
+            started = time.perf_counter()
+            try:
+                async with session.request(
+                    method, url, json=body, params=params, headers=self._headers(content_type)
+                ) as response:
+                    payload: Any = None
+                    text = await response.text()
+                    if text:
+                        try:
+                            payload = await response.json(content_type=None)
+                        except ValueError:
+                            payload = {"message": text[:500]}
+                    outcome = str(response.status)
+                    if response.status < 400:
+                        self._record(method, started, outcome)
+                        return payload
+                    error = self._error(response.status, payload, method, path)
+                    self._record(method, started, outcome)
+                    if response.status not in _RETRYABLE or attempt == self.config.retries:
+                        raise error
+                    last = error
+                    await self._sleep(self._backoff(attempt, response.headers.get("Retry-After")))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._record(method, started, "error")
+                last = KubeUnavailable(0, "Unreachable", f"{type(exc).__name__}: {exc}", method=method, path=path)
+                if attempt == self.config.retries:
+                    raise last from exc
+                await self._sleep(self._backoff(attempt, None))
+        assert last is not None
+        raise last
+
+    def _record(self, method: str, started: float, outcome: str) -> None:
+        if self._observe is not None:
+            self._observe(method, time.perf_counter() - started, outcome)
+
+    @staticmethod
+    def _error(status: int, payload: Any, method: str, path: str) -> KubeError:
+        reason = message = ""
+        if isinstance(payload, dict):
+            reason = str(payload.get("reason", ""))
+            message = str(payload.get("message", ""))
+        cls: type[KubeError] = KubeError
+        if status == 404:
+            cls = KubeNotFound
+        elif status == 409:
+            cls = KubeConflict
+        elif status in (401, 403):
+            cls = KubeForbidden
+        elif status in _RETRYABLE:
+            cls = KubeUnavailable
+        return cls(status, reason, message, method=method, path=path)

@@ -1,0 +1,114 @@
+"""Policies for the service: read from a directory (a mounted ConfigMap), reloaded when it changes.
+
+* Change detection polls a fingerprint of the YAML files (resolved through symlinks), so kubelet's
+  atomic ``..data`` symlink swap is seen like any other change.
+* Per file, all or nothing: a file with any error keeps the last good version of *all* its policies,
+  and its errors are reported; nothing is half-applied. A new file with errors contributes nothing.
+* A namespace allowlist, when given, drops policies outside it (reported as errors).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoscaler.policy import PolicyError, ScalingPolicy, load_policies
+
+__all__ = ["PolicyDirectory", "ReloadResult"]
+
+log = logging.getLogger("autoscaler.policies")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    changed: bool
+    policies: tuple[ScalingPolicy, ...]
+    errors: tuple[PolicyError, ...] = ()
+    kept_stale: tuple[str, ...] = field(default_factory=tuple)  # files whose last good version is in use
+
+
+def _file_of(policy: ScalingPolicy) -> str:
+    return policy.source.rsplit(":", 1)[0]
+
+
+class PolicyDirectory:
+    def __init__(self, root: str | os.PathLike[str], *, namespaces: Sequence[str] = ()) -> None:
+        self.root = Path(root)
+        self.namespaces = frozenset(namespaces)
+        self._fingerprint: tuple[tuple[str, str, int, int], ...] | None = None
+        self._good: dict[str, tuple[ScalingPolicy, ...]] = {}
+        self.current: tuple[ScalingPolicy, ...] = ()
+        self.errors: tuple[PolicyError, ...] = ()
+
+    def _scan(self) -> tuple[tuple[str, str, int, int], ...]:
+        entries = []
+        if not self.root.is_dir():
+            return ()
+        for directory, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith(".") or not name.endswith((".yaml", ".yml")):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    real = os.path.realpath(path)
+                    st = os.stat(real)
+                except OSError:
+                    continue
+                entries.append((path, real, st.st_mtime_ns, st.st_size))
+        return tuple(entries)
+
+    def reload(self, *, force: bool = False) -> ReloadResult:
+        fingerprint = self._scan()
+        if not force and fingerprint == self._fingerprint:
+            return ReloadResult(False, self.current, self.errors)
+        self._fingerprint = fingerprint
+        result = load_policies([self.root]) if self.root.is_dir() else None
+        if result is None:
+            error = PolicyError(str(self.root), None, "", None, "policy directory does not exist")
+            self.errors = (error,)
+            log.error("%s", error)
+            return ReloadResult(True, self.current, self.errors)
+        by_file = result.by_file()
+        bad_files = set(result.errors_by_file())
+        errors = list(result.errors)
+        good: dict[str, tuple[ScalingPolicy, ...]] = {}
+        kept: list[str] = []
+        for file in result.files:
+            if file in bad_files:
+                if file in self._good:
+                    good[file] = self._good[file]
+                    kept.append(file)
+                continue
+            good[file] = tuple(by_file.get(file, []))
+        policies: list[ScalingPolicy] = []
+        seen: set[str] = set()
+        for file in sorted(good):
+            for policy in good[file]:
+                if self.namespaces and policy.namespace not in self.namespaces:
+                    errors.append(
+                        PolicyError(
+                            file,
+                            None,
+                            "metadata.namespace",
+                            policy.namespace,
+                            "namespace is not in this autoscaler's allowlist; policy ignored",
+                        )
+                    )
+                    continue
+                if policy.key in seen:
+                    continue
+                seen.add(policy.key)
+                policies.append(policy)
+        self._good = good
+        self.current = tuple(policies)
+        self.errors = tuple(errors)
+        for error in errors:
+            log.error("policy error: %s", error)
+        if kept:
+            log.warning("keeping the last good version of %s", ", ".join(kept))
+        log.info("policies loaded", extra={"policies": len(policies), "errors": len(errors)})
+        return ReloadResult(True, self.current, self.errors, tuple(kept))
