@@ -1,0 +1,193 @@
+"""The simulation driver: one trace, one fleet, one controller -> one :class:`RunResult`.
+
+Only the clock and the edges differ from the live service: time steps over the union of the
+scrape, DCGM-collect and controller tick grids; at each step the fleet advances to that time, the
+exporters are collected or scraped, and the controller decides and its decision is written to the
+fleet (the scale subresource). Runs are deterministic: the only randomness is the Generator given.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.sim.controllers import Controller, FleetView
+from autoscaler.sim.fleet import Fleet, FleetConfig
+from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
+from autoscaler.sim.trace import Trace
+
+__all__ = ["RunResult", "Slo", "simulate"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    latency_s: float = 10.0
+    metric: str = "e2e"  # or "ttft"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunResult:
+    """One policy's outcome: the report's numbers and the series for the plots."""
+
+    name: str
+    summary: dict[str, Any]  # report.json fields, in the issue's order
+    times_s: FloatArray  # series sampled at every scrape
+    spec_replicas: FloatArray
+    ready_replicas: FloatArray
+    latency_minute_s: FloatArray  # minute starts (by arrival)
+    latency_p95_s: FloatArray  # p95 latency of requests arriving in that minute (NaN: none served)
+    wall_s: float
+
+
+def _grid(start: float, step: float, horizon: float) -> FloatArray:
+    return np.arange(start, horizon + 1e-9, step)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: float, stream: TextIO | None) -> None:
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.label, self.total, self.last = label, total, 0.0
+
+    def update(self, done: float) -> None:
+        if self.stream is None:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2 and done < self.total:
+            return
+        self.last = now
+        frac = min(1.0, done / self.total) if self.total else 1.0
+        bar = "#" * int(30 * frac)
+        self.stream.write(f"\r{self.label:<24} [{bar:<30}] {100 * frac:5.1f}%")
+        if done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def simulate(
+    trace: Trace,
+    controller: Controller,
+    *,
+    fleet_config: FleetConfig,
+    pipeline_config: PipelineConfig,
+    slo: Slo,
+    rng: np.random.Generator,
+    drain_s: float = 600.0,
+    progress: TextIO | None = sys.stderr,
+) -> RunResult:
+    """Run ``controller`` over ``trace``; requests not started ``drain_s`` after the last arrival are dropped."""
+    started = time.perf_counter()
+    warm = getattr(controller, "initial_replicas", None)  # static and oracle start at their own size
+    if isinstance(warm, int):
+        fleet_config = replace(fleet_config, initial_replicas=warm)
+    fleet = Fleet(fleet_config, trace, rng)
+    pipeline = MetricsPipeline(pipeline_config, fleet)
+    horizon = trace.duration_s + drain_s
+    scrape_t = _grid(pipeline_config.offset_s, pipeline_config.scrape_interval_s, horizon)
+    collect_t = _grid(0.0, pipeline_config.dcgm_collect_s, horizon)
+    tick_t = _grid(controller.interval_s, controller.interval_s, horizon)
+    steps = np.unique(np.round(np.concatenate([scrape_t, collect_t, tick_t, [horizon]]), 6))
+    is_scrape = np.isin(steps, np.round(scrape_t, 6))
+    is_collect = np.isin(steps, np.round(collect_t, 6))
+    is_tick = np.isin(steps, np.round(tick_t, 6))
+
+    series_t: list[float] = []
+    series_spec: list[int] = []
+    series_ready: list[int] = []
+    scale_events = 0
+    max_replicas = fleet.spec_replicas
+    bar = _Progress(controller.name, float(len(steps)), progress)
+    for k, t in enumerate(steps.tolist()):
+        fleet.advance(t)
+        if is_collect[k]:
+            pipeline.collect_dcgm(t)
+        if is_scrape[k]:
+            pipeline.scrape(t)
+            series_t.append(t)
+            series_spec.append(fleet.spec_replicas)
+            series_ready.append(fleet.ready_replicas)
+        if is_tick[k]:
+            view = FleetView(
+                now_s=t,
+                spec_replicas=fleet.spec_replicas,
+                ready_replicas=fleet.ready_replicas,
+                in_flight=fleet.in_flight(t),
+                read=lambda preset, t=t: pipeline.read(preset, t),  # type: ignore[misc]
+            )
+            desired, _ = controller.tick(view)
+            if desired != view.spec_replicas:
+                scale_events += 1
+                fleet.scale_to(desired, t)
+                max_replicas = max(max_replicas, fleet.spec_replicas)
+        if k % 256 == 0:
+            bar.update(k)
+    bar.update(len(steps))
+    return _result(controller.name, trace, fleet, slo, horizon, scale_events, max_replicas,
+                   series_t, series_spec, series_ready, time.perf_counter() - started)
+
+
+def _result(name: str, trace: Trace, fleet: Fleet, slo: Slo, horizon: float, scale_events: int, max_replicas: int,
+            series_t: list[float], series_spec: list[int], series_ready: list[int], wall_s: float) -> RunResult:
+    served = ~np.isnan(fleet.start)
+    n = len(trace)
+    latency = fleet.end[served] - trace.arrival_s[served]
+    wait = fleet.start[served] - trace.arrival_s[served]
+    ttft = wait + fleet.prefill_s[served]
+    measured = ttft if slo.metric == "ttft" else latency
+    within = int(np.count_nonzero(measured <= slo.latency_s))
+    n_rep = fleet.replica_count
+    created_later = fleet.created_at[:n_rep] > 0
+    held_gpu = fleet.started_at[:n_rep] < np.minimum(fleet.gone_at[:n_rep], horizon)
+    cold_starts = int(np.count_nonzero(created_later & held_gpu))
+
+    def stat(values: FloatArray, fn: str, q: float = 0.0) -> float | None:
+        if len(values) == 0:
+            return None
+        value = float(np.mean(values)) if fn == "mean" else float(np.quantile(values, q))
+        return round(value, 4)
+
+    summary: dict[str, Any] = {
+        "name": name,
+        "gpuHours": round(fleet.gpu_seconds(horizon) / 3600.0, 4),
+        "sloAttainment": round(within / n, 6) if n else 1.0,
+        "latencyMean": stat(latency, "mean"),
+        "latencyP50": stat(latency, "q", 0.50),
+        "latencyP95": stat(latency, "q", 0.95),
+        "latencyP99": stat(latency, "q", 0.99),
+        "waitMean": stat(wait, "mean"),
+        "coldStarts": cold_starts,
+        "scaleEvents": scale_events,
+        "maxReplicas": max_replicas,
+        "requests": n,
+        "dropped": int(n - np.count_nonzero(served)),
+    }
+    minutes = np.floor(trace.arrival_s[served] / 60.0).astype(np.int64)
+    span = math.ceil(trace.duration_s / 60.0) + 1
+    p95 = np.full(span, np.nan)
+    if len(minutes):
+        order = np.argsort(minutes, kind="stable")
+        sorted_min, sorted_lat = minutes[order], measured[order]
+        bounds = np.searchsorted(sorted_min, np.arange(span + 1))
+        for m in range(span):
+            chunk = sorted_lat[bounds[m]:bounds[m + 1]]
+            if len(chunk):
+                p95[m] = np.quantile(chunk, 0.95)
+    return RunResult(
+        name=name,
+        summary=summary,
+        times_s=np.asarray(series_t),
+        spec_replicas=np.asarray(series_spec, dtype=np.float64),
+        ready_replicas=np.asarray(series_ready, dtype=np.float64),
+        latency_minute_s=np.arange(span, dtype=np.float64) * 60.0,
+        latency_p95_s=p95,
+        wall_s=wall_s,
+    )
