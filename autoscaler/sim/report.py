@@ -1,0 +1,115 @@
+"""The simulation report: ``report.json``, ``summary.md`` and matplotlib PNGs (Agg backend, no display)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoscaler.sim.run import RunResult, Slo
+
+__all__ = ["COLUMNS", "summary_table", "write_report"]
+
+# (report.json field, table header, format)
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("name", "policy", "{}"),
+    ("gpuHours", "GPU-h", "{:.2f}"),
+    ("sloAttainment", "SLO met", "{:.2%}"),
+    ("latencyMean", "mean s", "{:.2f}"),
+    ("latencyP50", "p50 s", "{:.2f}"),
+    ("latencyP95", "p95 s", "{:.2f}"),
+    ("latencyP99", "p99 s", "{:.2f}"),
+    ("waitMean", "wait s", "{:.2f}"),
+    ("coldStarts", "cold starts", "{}"),
+    ("scaleEvents", "scale events", "{}"),
+    ("maxReplicas", "max replicas", "{}"),
+    ("requests", "requests", "{}"),
+    ("dropped", "dropped", "{}"),
+)
+
+
+def _cell(fmt: str, value: Any) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def summary_table(results: Sequence[RunResult]) -> str:
+    """A Markdown table, one row per policy, aligned for reading as plain text too."""
+    rows = [[header for _, header, _ in COLUMNS]]
+    rows += [[_cell(fmt, r.summary[key]) for key, _, fmt in COLUMNS] for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, *, scenario: str, seed: int, slo: Slo, results: Sequence[RunResult],
+                 demand_t: np.ndarray[Any, Any], demand_replicas: np.ndarray[Any, Any],
+                 plots: bool = True) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "report.json", out / "summary.md"]
+    report = {
+        "scenario": scenario,
+        "seed": seed,
+        "slo": {"latencySeconds": slo.latency_s, "metric": slo.metric},
+        "policies": [r.summary for r in results],
+    }
+    written[0].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    written[1].write_text(
+        f"# Simulation {scenario}\n\nSLO: {slo.metric} latency <= {slo.latency_s:g} s; seed {seed}.\n\n"
+        + summary_table(results) + "\n", encoding="utf-8",
+    )
+    if plots:
+        written += _plot(out, results, slo, demand_t, demand_replicas)
+    return written
+
+
+def _plot(out: Path, results: Sequence[RunResult], slo: Slo, demand_t: np.ndarray[Any, Any],
+          demand_replicas: np.ndarray[Any, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [out / "replicas.png", out / "latency.png", out / "cost_vs_slo.png"]
+    n = len(results)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.4 * n + 0.6), sharex=True, squeeze=False)
+    for ax, r in zip(axes[:, 0], results, strict=True):
+        ax.fill_between(demand_t / 3600, demand_replicas, step="post", color="0.85",
+                        label="demand (replicas, no queueing)")
+        ax.step(r.times_s / 3600, r.spec_replicas, where="post", label="replicas (spec)")
+        ax.step(r.times_s / 3600, r.ready_replicas, where="post", label="ready", alpha=0.7)
+        ax.set_ylabel("replicas")
+        ax.set_title(r.name, fontsize=9, loc="left")
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("hours")
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    for r in results:
+        ax.plot(r.latency_minute_s / 3600, r.latency_p95_s, label=r.name, lw=1)
+    ax.axhline(slo.latency_s, color="k", ls="--", lw=0.8, label=f"SLO {slo.latency_s:g} s")
+    ax.set_yscale("log")
+    ax.set_xlabel("hours")
+    ax.set_ylabel(f"p95 {slo.metric} latency per minute (s)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        ax.scatter(r.summary["gpuHours"], 100 * r.summary["sloAttainment"])
+        ax.annotate(r.name, (r.summary["gpuHours"], 100 * r.summary["sloAttainment"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("GPU-hours")
+    ax.set_ylabel("SLO attainment (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    plt.close(fig)
+    return paths
