@@ -182,13 +182,15 @@ class FleetReader:
                 readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, str(error))
             return
         index = _index(result, preset.kind)
+        owners = {namespace: _owner_index(pods) for namespace, pods in index.items()}
         staleness = self.settings.staleness_bound_s
         for policy, spec in users:
             in_namespace = index.get(policy.namespace, {})
             samples: list[PodSample] = []
             newest: dict[str, float] = {}
             wanted = spec.source.match_labels
-            for pod_name, pod in in_namespace.items():
+            for pod_name in _candidates(policy, in_namespace, owners.get(policy.namespace)):
+                pod = in_namespace[pod_name]
                 if not pod_belongs(policy.target, pod_name):
                     continue
                 kept = [s for s, labels in zip(pod.samples, pod.labels, strict=True) if labels_match(labels, wanted)]
@@ -224,6 +226,35 @@ class FleetReader:
                 readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, str(error))
                 return
         readings[policy.key][spec.name] = _single_value(result)
+
+
+_BY_OWNER_NAME = frozenset({"Deployment", "Rollout", "StatefulSet", "LeaderWorkerSet"})
+_LONG_POD_NAME = 63  # generated names are cut to 58 characters + 5 random ones
+
+
+def _owner_index(pods: Mapping[str, _Pod]) -> tuple[dict[str, list[str]], list[str]]:
+    """Pods by the owner names their shape implies (``<owner>-<hash>-<x>``, ``<owner>-<n>``), and the long ones.
+
+    A lookup then costs O(pods of the target) instead of O(pods of the namespace): with 1000 targets
+    this is what keeps a tick's Python side in milliseconds. Every candidate is still checked exactly.
+    """
+    by_owner: dict[str, list[str]] = defaultdict(list)
+    long_names = []
+    for name in pods:
+        for owner in {name.rsplit("-", 1)[0], name.rsplit("-", 2)[0]}:
+            by_owner[owner].append(name)
+        if len(name) == _LONG_POD_NAME:
+            long_names.append(name)
+    return by_owner, long_names
+
+
+def _candidates(
+    policy: ScalingPolicy, pods: Mapping[str, _Pod], owners: tuple[dict[str, list[str]], list[str]] | None
+) -> Iterable[str]:
+    if owners is None or policy.target.kind not in _BY_OWNER_NAME:
+        return pods.keys()  # KServe and unknown kinds: scan the namespace
+    by_owner, long_names = owners
+    return dict.fromkeys([*by_owner.get(policy.target.name, ()), *long_names]).keys()
 
 
 def _single_value(result: InstantResult) -> MetricReading:
