@@ -159,7 +159,7 @@ class KpaController:
         stable = [v for _, v in self.samples]
         panic = [v for t, v in self.samples if t > now - panic_window] or stable[-1:]
         desired, self.state, reason = kpa_decide(
-            self.config, self.state, stable_avg=float(np.mean(stable)), panic_avg=float(np.mean(panic)),
+            self.config, self.state, stable_avg=sum(stable) / len(stable), panic_avg=sum(panic) / len(panic),
             ready=view.ready_replicas, now=now,
         )
         return desired, reason
@@ -236,7 +236,7 @@ class RayServeController:
             self.last_sample_s = now
         while self.samples and self.samples[0][0] <= now - self.config.look_back_period_s:
             self.samples.popleft()
-        total = float(np.mean([v for _, v in self.samples])) if self.samples else 0.0
+        total = sum(v for _, v in self.samples) / len(self.samples) if self.samples else 0.0
         desired, self.state, reason = ray_serve_decide(
             self.config, self.state, total_requests=total, running=view.ready_replicas,
             current_target=view.spec_replicas,

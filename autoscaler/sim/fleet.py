@@ -137,6 +137,7 @@ class Fleet:
     itl_hist: FloatArray
     heap_keys: FloatArray
     heap_vals: IntArray
+    live: IntArray  # ids of replicas not gone at the last scale change (a superset of the live ones)
 
     def __init__(self, config: FleetConfig, trace: Trace, rng: np.random.Generator) -> None:
         self.config = config
@@ -160,6 +161,7 @@ class Fleet:
         self.ttft_bounds = np.asarray(TTFT_BUCKETS_S)
         self.itl_bounds = np.asarray(ITL_BUCKETS_S)
         self._capacity = 0
+        self.live = np.zeros(0, dtype=np.int64)
         self._grow(max(8, 2 * config.initial_replicas))
         self.cold_starts = 0
         for _ in range(config.initial_replicas):
@@ -208,26 +210,29 @@ class Fleet:
         self.started_at[r] = started_s
         self.ready_at[r] = ready_s
         self.ints[kernel.NREP] = r + 1
+        self._relive()
+
+    def _relive(self) -> None:
+        n = self.replica_count
+        self.live = np.flatnonzero(self.rstate[:n] != kernel.GONE).astype(np.int64)
 
     # -- views ------------------------------------------------------------------------------------------
     @property
     def replica_count(self) -> int:
         return int(self.ints[kernel.NREP])
 
-    def ids_in(self, *states: int) -> IntArray:
-        n = self.replica_count
-        return np.flatnonzero(np.isin(self.rstate[:n], states)).astype(np.int64)
+    def ids_in(self, state: int) -> IntArray:
+        ids: IntArray = self.live[self.rstate[self.live] == state]
+        return ids
 
     @property
     def spec_replicas(self) -> int:
         """Pods not being deleted: what ``spec.replicas`` (and ``status.replicas``) count."""
-        n = self.replica_count
-        return int(np.count_nonzero((self.rstate[:n] == kernel.LOADING) | (self.rstate[:n] == kernel.READY)))
+        return int(np.count_nonzero(self.rstate[self.live] <= kernel.READY))
 
     @property
     def ready_replicas(self) -> int:
-        n = self.replica_count
-        return int(np.count_nonzero(self.rstate[:n] == kernel.READY))
+        return int(np.count_nonzero(self.rstate[self.live] == kernel.READY))
 
     def waiting(self, now: float) -> int:
         """Requests arrived by ``now`` and not yet dispatched: the global queue."""
@@ -235,8 +240,7 @@ class Fleet:
         return max(0, arrived - int(self.ints[kernel.NEXT]))
 
     def in_flight(self, now: float) -> int:
-        n = self.replica_count
-        return int(self.running[:n].sum()) + self.waiting(now)
+        return int(self.running[self.live].sum()) + self.waiting(now)
 
     @property
     def dispatched(self) -> int:
@@ -247,7 +251,7 @@ class Fleet:
         kernel.advance(
             t_end, self.ints, self.floats, self.heap_keys, self.heap_vals,
             self.arrival, self.input_tokens, self.output_tokens, self.prefill_s, self.per_token_s,
-            self.config.max_concurrency, self.start, self.end, self.per_token, self.rep,
+            self.config.max_concurrency, self.start, self.end, self.per_token, self.rep, self.live,
             self.rstate, self.ready_at, self.gone_at, self.running, self.prompt_tokens, self.gen_tokens, self.success,
             self.kv_tokens, self.e2e_bounds, self.e2e_hist, self.ttft_bounds, self.ttft_hist,
             self.itl_bounds, self.itl_hist,
@@ -265,10 +269,9 @@ class Fleet:
         excess = current - desired
         if excess <= 0:
             return
-        n = self.replica_count
-        loading = np.flatnonzero(self.rstate[:n] == kernel.LOADING)
+        loading = self.ids_in(kernel.LOADING)
         loading = loading[np.argsort(-self.created_at[loading], kind="stable")]  # newest first
-        ready = np.flatnonzero(self.rstate[:n] == kernel.READY)
+        ready = self.ids_in(kernel.READY)
         ready = ready[np.argsort(self.running[ready], kind="stable")]  # idle first, then least busy
         for r in [*loading.tolist(), *ready.tolist()][:excess]:
             if self.rstate[r] == kernel.READY and self.running[r] > 0:
@@ -276,6 +279,7 @@ class Fleet:
             else:
                 self.rstate[r] = kernel.GONE
                 self.gone_at[r] = now
+        self._relive()
 
     def gpu_seconds(self, horizon_s: float) -> float:
         n = self.replica_count
@@ -284,6 +288,6 @@ class Fleet:
 
     def holding_gpu(self, now: float) -> IntArray:
         """Replicas whose pod holds a GPU at ``now`` (scheduled, not yet gone)."""
-        n = self.replica_count
-        live = (self.rstate[:n] != kernel.GONE) & (self.started_at[:n] <= now)
-        return np.flatnonzero(live).astype(np.int64)
+        live = self.live
+        ids: IntArray = live[(self.rstate[live] != kernel.GONE) & (self.started_at[live] <= now)]
+        return ids

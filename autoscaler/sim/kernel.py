@@ -117,14 +117,13 @@ def _release(
 def advance(
     t_end: float, ints: Any, floats: Any, heap_keys: Any, heap_vals: Any,
     arrival: Any, input_tokens: Any, output_tokens: Any, prefill_s: Any, per_token_s: Any, max_concurrency: int,
-    start: Any, end: Any, per_token: Any, rep: Any,
+    start: Any, end: Any, per_token: Any, rep: Any, live: Any,
     rstate: Any, ready_at: Any, gone_at: Any, running: Any, prompt_tokens: Any, gen_tokens: Any, success: Any,
     kv_tokens: Any, e2e_bounds: Any, e2e_hist: Any, ttft_bounds: Any, ttft_hist: Any, itl_bounds: Any, itl_hist: Any,
 ) -> None:
     """Dispatch every request that can start by ``t_end`` (inclusive: the state at ``t_end`` has both the
     completions and the starts of that instant), then complete those ending by ``t_end``."""
     n = len(arrival)
-    nrep = ints[NREP]
     clock = floats[0]
     inf = np.inf
     while ints[NEXT] < n:
@@ -137,7 +136,7 @@ def advance(
         best = -1
         best_running = max_concurrency
         next_ready = inf
-        for r in range(nrep):
+        for r in live:  # replicas not gone at the last scale change: the scan stays short
             s = rstate[r]
             if s == LOADING:
                 if ready_at[r] <= now:
@@ -174,6 +173,6 @@ def advance(
     floats[0] = t_end
     _release(t_end, ints, heap_keys, heap_vals, arrival, input_tokens, output_tokens, start, per_token, rep,
              rstate, gone_at, running, gen_tokens, success, kv_tokens, e2e_bounds, e2e_hist, itl_bounds, itl_hist)
-    for r in range(nrep):
+    for r in live:
         if rstate[r] == LOADING and ready_at[r] <= t_end:
             rstate[r] = READY
