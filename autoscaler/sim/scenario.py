@@ -314,7 +314,10 @@ def build_controller(item: ScalingPolicy | Baseline, trace: Trace, fleet: FleetC
         ))
     if item.algorithm == "ray-serve":
         return RayServeController(item.name, RayServeConfig(
-            target_ongoing_requests=p.get("targetOngoingRequests", 2.0), min_replicas=item.min_replicas,
+            target_ongoing_requests=p.get("targetOngoingRequests",
+                                          fleet.max_concurrency * p["targetUtilization"] if "targetUtilization" in p
+                                          else 2.0),
+            min_replicas=item.min_replicas,
             max_replicas=item.max_replicas, upscale_delay_s=p.get("upscaleDelaySeconds", 30.0),
             downscale_delay_s=p.get("downscaleDelaySeconds", 600.0),
             upscaling_factor=p.get("upscalingFactor", 1.0), downscaling_factor=p.get("downscalingFactor", 1.0),
