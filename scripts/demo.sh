@@ -9,3 +9,8 @@ echo
 echo "== replay: the chat policy over a recorded load step (examples/observations/chat-load-step.jsonl)"
 $BIN/inference-autoscaler replay --policy policies/team-a/chat.yaml --root policies \
   --observations examples/observations/chat-load-step.jsonl --output table
+echo
+echo "== simulate: 30 min of the Azure 2023 code trace (x12) through the chat policy, the HPA on GPU"
+echo "   utilization and Knative's KPA, with the oracle as the lower bound (simulations/azure-code-30min.yaml)"
+OUT=${DEMO_OUT:-demo-out/simulation}
+$BIN/inference-autoscaler simulate --scenario simulations/azure-code-30min.yaml --out "$OUT"
