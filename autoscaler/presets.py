@@ -15,8 +15,10 @@ Template placeholders (plain text replacement, never user input):
 
 Zero semantics. An empty result is never zero: it reads as "missing". A zero *reported* by a pod
 that exists is a real zero for gauges (an empty queue) and for rates of counters the pod exports (no
-tokens generated). A latency quantile over a window with no requests is undefined (NaN), so it reads
-as unavailable, never as "0 seconds".
+tokens generated). A latency quantile over a window with no requests is undefined in PromQL (NaN);
+when the target's pods are fresh and report their buckets, it reads as 0 here (idle: no latency
+pressure), so that an idle latency signal never blocks a scale-down. A series that is absent or stale
+is still unavailable.
 """
 
 from __future__ import annotations
@@ -277,7 +279,7 @@ PRESETS: dict[str, Preset] = {
             denominators=("rate(nv_inference_request_success{sel}[{window}])",),
             freshness=("nv_inference_request_success{sel}",),
             scale=1e-6,
-            zero="Numerator and denominator are summed over the target's pods first; no requests is NaN.",
+            zero="Numerator and denominator are summed over the target's pods first; no requests reads 0 (idle).",
         ),
     )
 }

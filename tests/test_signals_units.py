@@ -109,11 +109,13 @@ def test_aggregate_histogram_and_ratio() -> None:
     samples += [PodSample("b", c, le) for le, c in ((1, 0), (2, 10), (INF, 10))]
     assert aggregate(E2E, samples).value == pytest.approx(bucket_quantile(0.95, [(1, 5), (2, 20), (INF, 20)]))
     idle = aggregate(E2E, [PodSample("a", 0, le) for le in (1, 2, INF)])
-    assert idle.unavailable is Unavailable.NAN and "no requests" in idle.detail
+    assert idle.value == 0.0  # fresh pods, no request in the window: idle, no latency pressure
+    no_inf = aggregate(E2E, [PodSample("a", 3, le) for le in (1, 2)])
+    assert no_inf.unavailable is Unavailable.NAN and "+Inf" in no_inf.detail
     ratio = [PodSample("a", 3000), PodSample("a", 2, part=Part.DENOMINATOR),
              PodSample("b", 1000), PodSample("b", 6, part=Part.DENOMINATOR)]
     assert aggregate(TRITON, ratio).value == pytest.approx(4000 / 8 * 1e-6)  # sums first, then divide
-    assert aggregate(TRITON, [PodSample("a", 0), PodSample("a", 0, part=Part.DENOMINATOR)]).unavailable is Unavailable.NAN
+    assert aggregate(TRITON, [PodSample("a", 0), PodSample("a", 0, part=Part.DENOMINATOR)]).value == 0.0
 
 
 def test_read_target_staleness() -> None:

@@ -18,7 +18,10 @@ the samples of fresh pods are aggregated (a deleted pod's lingering series must 
 
 Results are :class:`~autoscaler.core.model.MetricReading`: a value, or unavailable with a reason.
 Nothing here ever turns "no data" into 0: an empty input is ``missing``; a NaN or infinite sample
-anywhere makes the target ``nan`` (silently dropping one pod would under-count its load).
+anywhere makes the target ``nan`` (silently dropping one pod would under-count its load). The one
+defined zero of a per-request signal: when the target's fresh pods report their histograms (or
+ratio counters) and *no request* finished in the window, latency and per-request time read 0 - an
+idle target has no latency pressure, and "unavailable" would pin it at its size forever.
 
 The quantile is Prometheus's ``histogram_quantile`` (``promql/quantile.go``, ``bucketQuantile`` as of
 2.42: sort by bound, +Inf bucket required, equal bounds coalesced, counts forced monotonic, linear
@@ -148,16 +151,19 @@ def aggregate(preset: Preset, samples: Sequence[PodSample]) -> MetricReading:
             return MetricReading.missing(Unavailable.MISSING, "no histogram buckets")
         value = bucket_quantile(preset.quantile if preset.quantile is not None else 0.95, buckets)
         if math.isnan(value):
-            observed = buckets[-1][1]
-            why = "no requests in the window" if observed == 0 else "no +Inf bucket"
-            return MetricReading.missing(Unavailable.NAN, f"quantile undefined: {why}")
+            if buckets[-1][0] == math.inf and buckets[-1][1] == 0:
+                # Fresh pods report, and no request finished in the window: idle, no latency pressure.
+                # Reading it as unavailable would pin an idle target at its size ("never scale down
+                # while a metric is unavailable"); reading it as 0 lets the other metrics decide.
+                return MetricReading.of(0.0)
+            return MetricReading.missing(Unavailable.NAN, "quantile undefined: no +Inf bucket")
     elif kind is SignalKind.RATIO:
         numerator = sum(s.value for s in samples if s.part is Part.VALUE)
         denominator = sum(s.value for s in samples if s.part is Part.DENOMINATOR)
         if not any(s.part is Part.DENOMINATOR for s in samples):
             return MetricReading.missing(Unavailable.MISSING, "no denominator series")
         if denominator == 0:
-            return MetricReading.missing(Unavailable.NAN, "denominator is 0 (no requests in the window)")
+            return MetricReading.of(0.0)  # idle: no request in the window, so no per-request pressure
         value = numerator / denominator
     else:
         values = [s.value for s in samples]
