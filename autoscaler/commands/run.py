@@ -1,5 +1,8 @@
 """``inference-autoscaler run``: the in-cluster service (control loop, leader election, metrics, health).
 
+It also serves the external-metrics API (and the KEDA endpoint) over HTTPS when ``--secure-port`` is
+given or when any policy uses ``mode: external`` at start (then on port 6443).
+
 In a cluster it uses the pod's service account; outside, ``--kubeconfig``. It stops gracefully on
 SIGTERM/SIGINT: the tick in progress finishes, the lease is released, then it exits.
 """
@@ -51,6 +54,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="decide and report; never write to the cluster")
     parser.add_argument("--listen", default="0.0.0.0:8080", metavar="HOST:PORT", help="/metrics, /healthz, /readyz")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    from autoscaler.metrics_api.options import add_secure_serving_arguments
+
+    add_secure_serving_arguments(parser, default_port=None)
     parser.set_defaults(run=run)
 
 
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from autoscaler.policy.model import Mode
     from autoscaler.prometheus import PrometheusClient
     from autoscaler.service.actuator import KubeActuator
     from autoscaler.service.controller import Controller, ControllerSettings
@@ -125,6 +132,21 @@ async def _serve(args: argparse.Namespace) -> int:
         last = controller.last_tick_s
         return last is None or time.time() - last < 120
 
+    metrics_api = None
+    if args.secure_port is not None or any(p.mode is Mode.EXTERNAL for p in policies.reload().policies):
+        from autoscaler.metrics_api.options import build_metrics_server
+
+        if args.secure_port is None:
+            args.secure_port = 6443
+        try:
+            metrics_api = build_metrics_server(args, lambda: controller.published, ready=lambda: controller.started)
+        except (ValueError, OSError) as exc:
+            log.error("cannot configure the metrics API: %s", exc)
+            await prometheus.close()
+            await kube.close()
+            return 2
+        await metrics_api.server.start()
+
     app = health_app(telemetry, ready=lambda: controller.started, alive=alive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -143,6 +165,8 @@ async def _serve(args: argparse.Namespace) -> int:
     tasks = [asyncio.create_task(controller.run(stop))]
     if elector is not None:
         tasks.append(asyncio.create_task(elector.run(stop)))
+    if metrics_api is not None:
+        tasks.append(asyncio.create_task(metrics_api.server.refresh_loop(stop)))
     try:
         await stop.wait()
         await asyncio.gather(*tasks)  # the tick in progress finishes
@@ -150,6 +174,8 @@ async def _serve(args: argparse.Namespace) -> int:
         if elector is not None:
             await elector.release()
         await runner.cleanup()
+        if metrics_api is not None:
+            await metrics_api.close()
         await prometheus.close()
         await kube.close()
         log.info("stopped")
