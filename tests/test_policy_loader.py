@@ -194,7 +194,53 @@ BAD_CASES = [
     (
         "scale-to-zero",
         GOOD.replace("minReplicas: 1", "minReplicas: 0"),
-        "spec.minReplicas = 0: scale to zero needs a wake signal",
+        "spec.minReplicas = 0: scale to zero needs spec.wake.metric",
+    ),
+    (
+        "wake-on-pod-preset",
+        GOOD.replace("minReplicas: 1", "minReplicas: 0") + "  wake: {metric: queue}\n",
+        "spec.wake.metric = queue: must exist at zero replicas, but preset vllm.queue_depth is read from the target's own pods",
+    ),
+    (
+        "zero-external",
+        GOOD.replace("minReplicas: 1", "minReplicas: 0") + "  mode: external\n  wake: {metric: queue}\n",
+        "spec.mode = external: minReplicas 0 needs mode patch",
+    ),
+    (
+        "predictive-unknown-metric",
+        GOOD + "  predictive: {metric: tokens}\n",
+        "spec.predictive.metric = tokens: no such metric in spec.metrics (has: queue)",
+    ),
+    (
+        "predictive-not-average",
+        GOOD.replace("{type: AverageValue, averageValue: 5}", "{type: Value, value: 5}")
+        + "  predictive: {metric: queue}\n",
+        "spec.predictive.metric = queue: must have an AverageValue target",
+    ),
+    (
+        "predictive-bad-quantile",
+        GOOD + "  predictive: {metric: queue, quantile: 1.5}\n",
+        "spec.predictive.quantile = 1.5: must be <= 0.999",
+    ),
+    (
+        "predictive-bad-season",
+        GOOD + "  predictive: {metric: queue, seasonality: [hourly]}\n",
+        "spec.predictive.seasonality[0] = hourly: must be one of daily, weekly",
+    ),
+    (
+        "warm-pool-needs-predictive",
+        GOOD + "  warmPool: {minSpare: 1}\n",
+        "spec.warmPool = {minSpare: 1}: needs spec.predictive",
+    ),
+    (
+        "warm-pool-spares",
+        GOOD + "  predictive: {metric: queue}\n  warmPool: {minSpare: 3, maxSpare: 1}\n",
+        "spec.warmPool.maxSpare = 1: must be >= spec.warmPool.minSpare (3)",
+    ),
+    (
+        "enabled-not-bool",
+        GOOD + "  predictive: {metric: queue, enabled: 'yes'}\n",
+        "spec.predictive.enabled = yes: must be true or false",
     ),
     (
         "bad-api-version",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from autoscaler.core.behavior import limit_rate, record_recommendation, record_scale_event, stabilize
 from autoscaler.core.hpa import Tolerances, propose_average_value, propose_value
 from autoscaler.core.model import Decision, Observation, Reason, ScalerState, StepTrace
+from autoscaler.core.predictive import PredictivePlan, placeholder_pods, plan_predictive
 from autoscaler.core.quantity import to_milli
 from autoscaler.policy.model import FallbackBehavior, MetricSpec, ScalingPolicy, TargetType
 
@@ -121,6 +122,8 @@ def decide(
     unavailable_text = {name: str(getattr(why, "value", why)) for name, why in unavailable.items()}
     explained = "; ".join(p.explanation for p in metric_proposals)
 
+    plan: PredictivePlan | None = None
+
     def finish(desired: int, reason: Reason, message: str, new_state: ScalerState) -> tuple[Decision, ScalerState]:
         decision = Decision(
             desired_replicas=desired,
@@ -130,10 +133,42 @@ def decide(
             proposals={p.name: p.replicas for p in metric_proposals if p.replicas is not None},
             unavailable=unavailable_text,
             steps=tuple(steps),
+            forecast=plan.forecast if plan else None,
+            horizon_s=plan.horizon_s if plan else None,
+            predictive_replicas=plan.uncapped if plan else None,
+            placeholder_pods=placeholder_pods(policy, plan, desired),
         )
         if assume_applied:
             new_state = record_applied(new_state, decision=decision, policy=policy, now=now)
         return decision, new_state
+
+    # Step: wake. At zero replicas (scale to zero), only the wake signal and the forecast count.
+    if current == 0 and policy.min_replicas == 0 and policy.wake is not None:
+        wake = proposals.get(policy.wake.metric)
+        plan = plan_predictive(policy, observation, reactive=wake or 0, now=now)
+        if wake is None and plan is None:
+            steps.append(StepTrace("wake", 0, 0, "wake signal unavailable"))
+            return finish(
+                0, Reason.METRICS_UNAVAILABLE, f"holding at 0: the wake signal is unavailable; {explained}", state
+            )
+        desired = max(wake or 0, plan.floor if plan else 0)
+        steps.append(StepTrace("wake", 0, desired, plan.note if plan else f"{policy.wake.metric} -> {desired}"))
+        state = record_recommendation(state, replicas=desired, behavior=behavior, now=now)
+        if desired == 0:
+            return finish(0, Reason.WITHIN_TOLERANCE, f"idle at zero: {explained}", state)
+        limited = limit_rate(
+            desired=desired,
+            current=0,
+            min_replicas=0,
+            max_replicas=policy.max_replicas,
+            state=state,
+            behavior=behavior,
+            now=now,
+        )
+        woken = max(limited.replicas, 1)  # a Percent-only policy can never leave zero: one replica at least
+        steps.append(StepTrace("rate_limit", desired, woken, limited.message))
+        lead = plan.note if plan is not None and plan.floor >= (wake or 0) else f"wake signal: {explained}"
+        return finish(woken, Reason.WAKE, f"wake from zero to {woken}: {lead}", state)
 
     # Step: bounds. The HPA does not look at metrics when the current count is out of bounds or 0.
     if current == 0 and policy.min_replicas > 0:
@@ -197,10 +232,25 @@ def decide(
         lead = explained
         fallback_reason = None
 
-    # Step: stabilize (behavior windows), recording the un-stabilized recommendation.
+    # Step: predictive (only on a healthy tick): a floor one load time ahead, plus the warm pool.
+    floor = 0
+    if fallback_reason is None and policy.predictive is not None:
+        plan = plan_predictive(policy, observation, reactive=desired, now=now)
+        if plan is not None:
+            floor = plan.floor
+            steps.append(StepTrace("predictive", desired, max(desired, floor), plan.note))
+            if floor > desired:
+                lead = f"{lead}; {plan.note}"
+
+    # Step: stabilize (behavior windows), recording the un-stabilized recommendation. The predictive
+    # floor is recorded (so the scale-down window holds predicted capacity) but bypasses the scale-up
+    # window: it already looks one load time ahead, and delaying it would defeat it.
     stabilized = stabilize(desired=desired, current=current, state=state, behavior=behavior, now=now)
-    state = record_recommendation(state, replicas=desired, behavior=behavior, now=now)
+    state = record_recommendation(state, replicas=max(desired, floor), behavior=behavior, now=now)
     steps.append(StepTrace("stabilize", desired, stabilized.replicas, stabilized.message))
+    by_forecast = floor > stabilized.replicas and floor > current
+    if by_forecast:
+        stabilized = replace(stabilized, replicas=floor, reason=Reason.PREDICTIVE)
 
     # Step: rate_limit (behavior policies), then the min/max clamp.
     limited = limit_rate(
@@ -219,6 +269,8 @@ def decide(
         reason = fallback_reason
     elif limited.replicas != stabilized.replicas:
         reason = limited.reason
+    elif by_forecast:
+        reason = Reason.PREDICTIVE
     elif stabilized.reason is not None:
         reason = stabilized.reason
     elif final > current:
@@ -231,7 +283,7 @@ def decide(
         verb = f"keep {current}"
     else:
         verb = f"scale {'up' if final > current else 'down'} from {current} to {final}"
-    notes = [step.note for step in steps[-2:] if step.before != step.after]
+    notes = [step.note for step in steps[-2:] if step.before != step.after and step.step != "predictive"]
     message = f"{verb}: {lead}" + "".join(f"; {note}" for note in notes)
     return finish(final, reason, message, state)
 

@@ -11,7 +11,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autoscaler.forecast import DemandHistory, Forecast
 
 __all__ = [
     "Decision",
@@ -72,6 +75,10 @@ class Observation:
     ready_replicas: int
     metrics: Mapping[str, MetricReading]
     status_replicas: int | None = None
+    demand_history: DemandHistory | None = None
+    """The predictive metric's recent history (including this tick's reading), kept by the driver."""
+    load_time_s: float | None = None
+    """Measured high quantile of the target's pod creation -> Ready time, when known."""
 
     @property
     def current_status_replicas(self) -> int:
@@ -148,6 +155,8 @@ class Reason(str, Enum):
     SCALE_DOWN_STABILIZED = "ScaleDownStabilized"
     TOO_FEW_REPLICAS = "TooFewReplicas"
     TOO_MANY_REPLICAS = "TooManyReplicas"
+    PREDICTIVE = "PredictiveScaleUp"
+    WAKE = "WakeFromZero"
     SCALING_DISABLED = "ScalingDisabled"
     METRICS_UNAVAILABLE = "FailedGetExternalMetric"
     FALLBACK = "Fallback"
@@ -178,6 +187,12 @@ class Decision:
     proposals: Mapping[str, int | None] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
     steps: tuple[StepTrace, ...] = ()
+    forecast: Forecast | None = None
+    horizon_s: float | None = None
+    predictive_replicas: int | None = None
+    """What the forecast alone asks for (its quantile over the capacity, plus spares), before behavior."""
+    placeholder_pods: int | None = None
+    """How many placeholder (balloon) pods should hold nodes, when the policy has a placeholder."""
 
     @property
     def changes_scale(self) -> bool:

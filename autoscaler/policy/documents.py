@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from autoscaler.policy.model import API_VERSION
-from autoscaler.policy.schema import Enum, Integer, ListOf, Obj, Quantity, StringMap, Text
+from autoscaler.policy.schema import Boolean, Enum, Integer, ListOf, Number, Obj, Quantity, StringMap, Text
 from autoscaler.presets import PRESETS
 
 __all__ = ["DEFAULTS_DOCUMENT", "KINDS", "POLICY_DOCUMENT", "document_json_schema"]
@@ -121,6 +121,47 @@ _SPEC = Obj(
         "intervalSeconds": Integer(minimum=1, maximum=3600),
         "metrics": ListOf(item=_METRIC, min_items=1),
         "behavior": Obj(fields={"scaleUp": _SCALING_RULES, "scaleDown": _SCALING_RULES}),
+        "coldStart": Obj(
+            fields={
+                "loadTimeSeconds": Number(
+                    exclusive_minimum=0, maximum=7200, description="Override the measured pod creation -> Ready time."
+                ),
+                "schedulingDelaySeconds": Number(
+                    minimum=0, maximum=3600, description="Added to an overridden load time."
+                ),
+                "loadTimeQuantile": Number(
+                    exclusive_minimum=0, maximum=1, description="High quantile of measured load times (default 0.9)."
+                ),
+            },
+            description="How long a new replica takes to serve: sets the forecast horizon.",
+        ),
+        "predictive": Obj(
+            fields={
+                "enabled": Boolean(),
+                "metric": Text(description="A metric of spec.metrics with an AverageValue target (its capacity)."),
+                "quantile": Number(minimum=0.5, maximum=0.999, description="Upper quantile kept (default 0.95)."),
+                "seasonality": ListOf(item=Enum(choices=("daily", "weekly")), description="Seasonal periods."),
+                "historyDays": Number(exclusive_minimum=0, maximum=60),
+            },
+            required=("metric",),
+            description="Forecast demand one load time ahead and keep capacity for it.",
+        ),
+        "warmPool": Obj(
+            fields={
+                "minSpare": Integer(minimum=0, description="Replicas always kept on top of the forecast."),
+                "maxSpare": Integer(minimum=0, description="Cap on predictive headroom above the reactive proposal."),
+                "placeholder": Obj(
+                    fields={"name": Text(pattern_check=_dns_subdomain), "podsPerReplica": Integer(minimum=1)},
+                    required=("name",),
+                    description="A Deployment of low-priority pause pods holding GPU nodes (balloon pattern).",
+                ),
+            },
+        ),
+        "wake": Obj(
+            fields={"metric": Text(description="A metric of spec.metrics that exists at zero replicas.")},
+            required=("metric",),
+            description="Scale to zero: required with minReplicas 0.",
+        ),
         "fallback": Obj(
             fields={
                 "failureThreshold": Integer(minimum=0),

@@ -27,12 +27,15 @@ from autoscaler.policy.model import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
     Behavior,
+    ColdStart,
     Fallback,
     FallbackBehavior,
     MetricSource,
     MetricSpec,
     MetricTarget,
     Mode,
+    Placeholder,
+    Predictive,
     RuleType,
     ScalingPolicy,
     ScalingRule,
@@ -40,6 +43,8 @@ from autoscaler.policy.model import (
     SelectPolicy,
     TargetRef,
     TargetType,
+    Wake,
+    WarmPool,
 )
 from autoscaler.policy.schema import NO_VALUE, Issue, check, did_you_mean
 from autoscaler.presets import PRESETS, Aggregation
@@ -297,13 +302,21 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
     spec, meta = data["spec"], data["metadata"]
     min_replicas = spec.get("minReplicas", 1)
     max_replicas = spec["maxReplicas"]
-    if min_replicas == 0:
+    if min_replicas == 0 and "wake" not in spec:
         issues.append(
             Issue(
                 ("spec", "minReplicas"),
                 0,
-                "scale to zero needs a wake signal that exists at zero replicas, which this version does not "
-                "support yet: use minReplicas >= 1",
+                "scale to zero needs spec.wake.metric: a signal that exists at zero replicas (e.g. a gateway's "
+                "queue) to wake the target",
+            )
+        )
+    if min_replicas == 0 and spec.get("mode", "patch") == "external":
+        issues.append(
+            Issue(
+                ("spec", "mode"),
+                "external",
+                "minReplicas 0 needs mode patch (or shadow): an HPA cannot scale from zero without an alpha gate",
             )
         )
     if max_replicas < min_replicas:
@@ -344,6 +357,7 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
                 f"must be within [spec.minReplicas, spec.maxReplicas] = [{min_replicas}, {max_replicas}]",
             )
         )
+    predictive, warm_pool, wake, cold_start = _predictive_parts(spec, metrics, min_replicas, issues)
     raw_behavior = spec.get("behavior", {})
     behavior = Behavior(
         scale_up=_rules(raw_behavior.get("scaleUp"), DEFAULT_SCALE_UP),
@@ -365,7 +379,100 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
         behavior=behavior,
         fallback=fallback,
         source=source,
+        cold_start=cold_start,
+        predictive=predictive,
+        warm_pool=warm_pool,
+        wake=wake,
     )
+
+
+_SEASONS = {"daily": 86400.0, "weekly": 604800.0}
+
+
+def _predictive_parts(
+    spec: Mapping[str, Any], metrics: list[MetricSpec], min_replicas: int, issues: list[Issue]
+) -> tuple[Predictive | None, WarmPool | None, Wake | None, ColdStart]:
+    by_name = {m.name: m for m in metrics}
+    raw_cold = spec.get("coldStart", {})
+    cold_start = ColdStart(
+        load_time_s=float(raw_cold["loadTimeSeconds"]) if "loadTimeSeconds" in raw_cold else None,
+        scheduling_delay_s=float(raw_cold.get("schedulingDelaySeconds", 0.0)),
+        load_time_quantile=float(raw_cold.get("loadTimeQuantile", 0.9)),
+    )
+    predictive = None
+    raw = spec.get("predictive")
+    if raw is not None and raw.get("enabled", True):
+        metric = by_name.get(raw["metric"])
+        if metric is None:
+            issues.append(
+                Issue(
+                    ("spec", "predictive", "metric"),
+                    raw["metric"],
+                    f"no such metric in spec.metrics (has: {', '.join(by_name) or 'none'})",
+                )
+            )
+        elif metric.target.type is not TargetType.AVERAGE_VALUE:
+            issues.append(
+                Issue(
+                    ("spec", "predictive", "metric"),
+                    raw["metric"],
+                    f"must have an AverageValue target (its per-replica capacity); it has {metric.target.type.value}",
+                )
+            )
+        seasons = tuple(_SEASONS[name] for name in raw.get("seasonality", ["daily", "weekly"]))
+        predictive = Predictive(
+            metric=raw["metric"],
+            quantile=float(raw.get("quantile", 0.95)),
+            seasonality_s=seasons,
+            history_days=float(raw.get("historyDays", 7)),
+        )
+    warm_pool = None
+    raw_pool = spec.get("warmPool")
+    if raw_pool is not None:
+        min_spare, max_spare = (
+            int(raw_pool.get("minSpare", 0)),
+            int(raw_pool.get("maxSpare", raw_pool.get("minSpare", 0))),
+        )
+        if max_spare < min_spare:
+            issues.append(
+                Issue(("spec", "warmPool", "maxSpare"), max_spare, f"must be >= spec.warmPool.minSpare ({min_spare})")
+            )
+        raw_placeholder = raw_pool.get("placeholder")
+        placeholder = None
+        if raw_placeholder is not None:
+            placeholder = Placeholder(raw_placeholder["name"], int(raw_placeholder.get("podsPerReplica", 1)))
+        warm_pool = WarmPool(min_spare=min_spare, max_spare=max_spare, placeholder=placeholder)
+        if predictive is None:
+            issues.append(
+                Issue(
+                    ("spec", "warmPool"),
+                    raw_pool,
+                    "needs spec.predictive: spares are counted on top of the forecast demand",
+                )
+            )
+    wake = None
+    raw_wake = spec.get("wake")
+    if raw_wake is not None:
+        metric = by_name.get(raw_wake["metric"])
+        if metric is None:
+            issues.append(
+                Issue(
+                    ("spec", "wake", "metric"),
+                    raw_wake["metric"],
+                    f"no such metric in spec.metrics (has: {', '.join(by_name) or 'none'})",
+                )
+            )
+        elif metric.source.preset is not None:
+            issues.append(
+                Issue(
+                    ("spec", "wake", "metric"),
+                    raw_wake["metric"],
+                    f"must exist at zero replicas, but preset {metric.source.preset} is read from the "
+                    "target's own pods: use a query on a gateway or queue metric",
+                )
+            )
+        wake = Wake(raw_wake["metric"])
+    return predictive, warm_pool, wake, cold_start
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -625,5 +732,35 @@ def policy_to_document(policy: ScalingPolicy) -> dict[str, Any]:
                 "scaleDown": _rules_document(policy.behavior.scale_down),
             },
             "fallback": fallback,
+            **_predictive_document(policy),
         },
     }
+
+
+def _predictive_document(policy: ScalingPolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cold: dict[str, Any] = {"loadTimeQuantile": policy.cold_start.load_time_quantile}
+    if policy.cold_start.load_time_s is not None:
+        cold["loadTimeSeconds"] = policy.cold_start.load_time_s
+        cold["schedulingDelaySeconds"] = policy.cold_start.scheduling_delay_s
+    out["coldStart"] = cold
+    if policy.predictive is not None:
+        names = {v: k for k, v in _SEASONS.items()}
+        out["predictive"] = {
+            "enabled": True,
+            "metric": policy.predictive.metric,
+            "quantile": policy.predictive.quantile,
+            "seasonality": [names[s] for s in policy.predictive.seasonality_s],
+            "historyDays": policy.predictive.history_days,
+        }
+    if policy.warm_pool is not None:
+        pool: dict[str, Any] = {"minSpare": policy.warm_pool.min_spare, "maxSpare": policy.warm_pool.max_spare}
+        if policy.warm_pool.placeholder is not None:
+            pool["placeholder"] = {
+                "name": policy.warm_pool.placeholder.name,
+                "podsPerReplica": policy.warm_pool.placeholder.pods_per_replica,
+            }
+        out["warmPool"] = pool
+    if policy.wake is not None:
+        out["wake"] = {"metric": policy.wake.metric}
+    return out

@@ -25,12 +25,15 @@ __all__ = [
     "DEFAULT_SCALE_UP",
     "DEFAULT_TOLERANCE",
     "Behavior",
+    "ColdStart",
     "Fallback",
     "FallbackBehavior",
     "MetricSource",
     "MetricSpec",
     "MetricTarget",
     "Mode",
+    "Placeholder",
+    "Predictive",
     "RuleType",
     "ScalingPolicy",
     "ScalingRule",
@@ -38,6 +41,8 @@ __all__ = [
     "SelectPolicy",
     "TargetRef",
     "TargetType",
+    "Wake",
+    "WarmPool",
 ]
 
 API_GROUP = "inference-autoscaler.io"
@@ -168,6 +173,51 @@ class Fallback:
 
 
 @dataclass(frozen=True, slots=True)
+class ColdStart:
+    """How long a new replica takes to be useful. Measured from pods unless overridden here."""
+
+    load_time_s: float | None = None  # pod creation -> Ready; None: measured
+    scheduling_delay_s: float = 0.0  # added to an overridden load time (a measured one includes it)
+    load_time_quantile: float = 0.9  # the high quantile of measured load times that sets the horizon
+
+
+@dataclass(frozen=True, slots=True)
+class Predictive:
+    """Forecast ``metric`` (a demand signal with an AverageValue target: the per-replica capacity) one
+    horizon ahead and keep enough replicas for its ``quantile``."""
+
+    metric: str
+    quantile: float = 0.95
+    seasonality_s: tuple[float, ...] = (86400.0, 604800.0)
+    history_days: float = 7.0
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    """A Deployment of low-priority pause pods that holds GPU nodes for the warm pool (balloon pattern)."""
+
+    name: str
+    pods_per_replica: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class WarmPool:
+    """Spare replicas: ``min_spare`` always on top of the forecast; predictive headroom above the
+    reactive proposal is capped at ``max_spare``; a placeholder reserves nodes up to ``max_spare``."""
+
+    min_spare: int = 0
+    max_spare: int = 0
+    placeholder: Placeholder | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Scale to zero: the metric that exists at zero replicas (e.g. a gateway's queue) wakes the target."""
+
+    metric: str
+
+
+@dataclass(frozen=True, slots=True)
 class ScalingPolicy:
     """A validated team policy. ``source`` is ``path:line`` of its document, for messages."""
 
@@ -183,6 +233,10 @@ class ScalingPolicy:
     fallback: Fallback = Fallback()
     labels: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
+    cold_start: ColdStart = ColdStart()
+    predictive: Predictive | None = None
+    warm_pool: WarmPool | None = None
+    wake: Wake | None = None
 
     @property
     def key(self) -> str:

@@ -18,6 +18,7 @@ from autoscaler.core.quantity import QuantityError, parse_quantity
 
 __all__ = [
     "NO_VALUE",
+    "Boolean",
     "Enum",
     "Field",
     "Integer",
@@ -105,6 +106,18 @@ class Text(Field):
         if self.pattern:
             schema["pattern"] = self.pattern
         return self._describe(schema)
+
+
+@dataclass
+class Boolean(Field):
+    description: str = ""
+
+    def check(self, value: Any, path: Path, out: list[Issue]) -> None:
+        if not isinstance(value, bool):
+            out.append(Issue(path, value, f"must be true or false, not a {_type_name(value)}"))
+
+    def schema(self) -> dict[str, Any]:
+        return self._describe({"type": "boolean"})
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from autoscaler.policy.model import TargetRef
 from autoscaler.service.kube import KubeClient, KubeError, KubeNotFound
 
-__all__ = ["KubeActuator", "ScaleView", "TargetNotScalable"]
+__all__ = ["KubeActuator", "PodSummary", "ScaleView", "TargetNotScalable"]
 
 # Kinds that need no discovery round trip.
 _KNOWN = {
@@ -43,6 +43,21 @@ class ScaleView:
     selector: str
     resource_version: str
     uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PodSummary:
+    ready: int
+    load_times: dict[str, float]  # pod uid -> seconds from creation to Ready
+
+
+def _parse_time(text: object) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _split(api_version: str) -> tuple[str, str]:
@@ -111,24 +126,45 @@ class KubeActuator:
             uid=str(meta.get("uid", "")),
         )
 
-    async def count_ready_pods(self, namespace: str, selector: str) -> int:
-        """Pods matching the scale's selector that are Running, Ready and not being deleted (the HPA's count)."""
+    async def pod_summary(self, namespace: str, selector: str) -> PodSummary:
+        """The target's pods: how many are Running, Ready and not being deleted (the HPA's ready count),
+        and, for the Ready ones, how long each took from creation to Ready (its load time)."""
         if not selector:
-            return 0
+            return PodSummary(0, {})
         body = await self.client.request(
             "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}
         )
         ready = 0
+        load_times: dict[str, float] = {}
         for pod in body.get("items", []):
-            if pod.get("metadata", {}).get("deletionTimestamp"):
+            meta = pod.get("metadata", {})
+            if meta.get("deletionTimestamp"):
                 continue
             status = pod.get("status", {})
-            conditions = status.get("conditions") or []
-            if status.get("phase") == "Running" and any(
-                c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
-            ):
-                ready += 1
-        return ready
+            condition = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+            if status.get("phase") != "Running" or condition is None or condition.get("status") != "True":
+                continue
+            ready += 1
+            created, became_ready = (
+                _parse_time(meta.get("creationTimestamp")),
+                _parse_time(condition.get("lastTransitionTime")),
+            )
+            if created is not None and became_ready is not None and became_ready >= created:
+                load_times[str(meta.get("uid") or meta.get("name"))] = became_ready - created
+        return PodSummary(ready, load_times)
+
+    async def count_ready_pods(self, namespace: str, selector: str) -> int:
+        return (await self.pod_summary(namespace, selector)).ready
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> bool:
+        """Set a Deployment's replicas through its scale subresource (the warm pool's placeholder).
+        Returns False when it is already there."""
+        target = TargetRef("apps/v1", "Deployment", name)
+        view = await self.read_scale(namespace, target)
+        if view.spec_replicas == replicas:
+            return False
+        await self.write_scale(namespace, target, view, replicas)
+        return True
 
     async def managing_hpas(self, namespace: str, target: TargetRef) -> list[str]:
         """Names of HPAs in the namespace whose scaleTargetRef is this target."""

@@ -22,12 +22,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from autoscaler.core import Decision, MetricReading, Observation, Reason, ScalerState, Unavailable, decide
 from autoscaler.core.decide import record_applied
 from autoscaler.policy.model import Mode, ScalingPolicy
 from autoscaler.service.actuator import KubeActuator, ScaleView
+from autoscaler.service.history import HistorySource
 from autoscaler.service.kube import KubeConflict, KubeError, KubeNotFound
 from autoscaler.service.policies import PolicyDirectory
 from autoscaler.service.state import StateStore
@@ -90,11 +91,36 @@ class TickRecord:
     conflicts: int = 0
 
 
+MAX_LOAD_SAMPLES = 64
+
+
 @dataclass(slots=True)
 class _Entry:
     policy: ScalingPolicy
     next_due: float
     state: ScalerState = field(default_factory=ScalerState)
+    history: Any = None  # DemandHistory of the predictive metric (warm-started, then per tick)
+    warm_started: bool = False
+    load_times: dict[str, float] = field(default_factory=dict)  # pod uid -> creation-to-Ready seconds
+
+    def load_time_s(self) -> float | None:
+        """The policy's high quantile of the measured load times (None before any pod was seen)."""
+        if not self.load_times:
+            return None
+        ordered = sorted(self.load_times.values())
+        q = self.policy.cold_start.load_time_quantile
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def record_demand(self, value: float | None, now: float) -> None:
+        spec = self.policy.predictive
+        if spec is None:
+            return
+        from autoscaler.forecast import DemandHistory
+
+        if self.history is None or self.history.step_s != self.policy.interval_s:
+            points = int(spec.history_days * 86400 / self.policy.interval_s) + 1
+            self.history = DemandHistory.empty(start_s=now, step_s=self.policy.interval_s, max_points=points)
+        self.history = self.history.append(now, float("nan") if value is None else value)
 
 
 class Controller:
@@ -107,6 +133,7 @@ class Controller:
         telemetry: Telemetry,
         store: StateStore | None = None,
         leadership: Leadership | None = None,
+        history: HistorySource | None = None,
         settings: ControllerSettings = ControllerSettings(),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -116,6 +143,7 @@ class Controller:
         self.telemetry = telemetry
         self.store = store or StateStore()
         self.leadership = leadership or _AlwaysLeader()
+        self.history = history
         self.settings = settings
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
@@ -214,25 +242,52 @@ class Controller:
         return list(records)
 
     async def _observe(
-        self, policy: ScalingPolicy, readings: Mapping[str, MetricReading]
+        self, entry: _Entry, readings: Mapping[str, MetricReading], now: float
     ) -> tuple[Observation, ScaleView]:
+        policy = entry.policy
         view = await self.actuator.read_scale(policy.namespace, policy.target)
-        ready = await self.actuator.count_ready_pods(policy.namespace, view.selector)
+        pods = await self.actuator.pod_summary(policy.namespace, view.selector)
+        entry.load_times.update(pods.load_times)
+        while len(entry.load_times) > MAX_LOAD_SAMPLES:
+            entry.load_times.pop(next(iter(entry.load_times)))
         observation = Observation(
             spec_replicas=view.spec_replicas,
-            ready_replicas=ready,
+            ready_replicas=pods.ready,
             metrics=dict(readings),
             status_replicas=view.status_replicas,
+            demand_history=entry.history,
+            load_time_s=entry.load_time_s(),
         )
         return observation, view
+
+    async def _warm_start(self, entry: _Entry, now: float) -> None:
+        spec = entry.policy.predictive
+        entry.warm_started = True
+        if spec is None or self.history is None:
+            return
+        step = entry.policy.interval_s
+        try:
+            history = await self.history.demand_history(
+                entry.policy, start_s=now - spec.history_days * 86400, end_s=now - step, step_s=step
+            )
+        except Exception as exc:  # a warm start is an optimisation: never fatal
+            log.warning("warm start failed", extra={"policy": entry.policy.key, "error": str(exc)})
+            return
+        if history is not None:
+            entry.history = history
+            log.info("forecast history warm-started", extra={"policy": entry.policy.key, "points": len(history.values)})
 
     async def _process(
         self, entry: _Entry, readings: Mapping[str, MetricReading], now: float, leader: bool
     ) -> TickRecord:
         policy = entry.policy
         ns = policy.namespace
+        if not entry.warm_started:
+            await self._warm_start(entry, now)
+        if policy.predictive is not None:
+            entry.record_demand(readings.get(policy.predictive.metric, MetricReading.missing()).value, now)
         try:
-            observation, view = await self._observe(policy, readings)
+            observation, view = await self._observe(entry, readings, now)
         except KubeNotFound as exc:
             log.error("target not found", extra={"policy": policy.key, "error": str(exc)})
             return TickRecord(policy.key, now, None, None, error=f"target not found: {exc.message}")
@@ -269,7 +324,7 @@ class Controller:
                         if conflicts > MAX_CONFLICT_RETRIES:
                             error = f"scale write conflicted {conflicts} times; will retry next tick"
                             break
-                        observation, view = await self._observe(policy, readings)
+                        observation, view = await self._observe(entry, readings, now)
                         decision, unapplied = decide(observation, entry.state, policy, now, assume_applied=False)
                         if not decision.changes_scale:
                             break
@@ -298,6 +353,8 @@ class Controller:
                 f"would scale to {decision.desired_replicas} (shadow mode, nothing written); {decision.message}",
                 view.uid,
             )
+        if writes and leader and decision.placeholder_pods is not None and policy.warm_pool is not None:
+            await self._size_placeholder(policy, decision.placeholder_pods, view.uid)
         if decision.reason in (Reason.METRICS_UNAVAILABLE, Reason.FALLBACK) and leader:
             await self._event(policy, "Warning", decision.reason.value, decision.message, view.uid)
         entry.state = unapplied
@@ -318,6 +375,19 @@ class Controller:
             },
         )
         return TickRecord(policy.key, now, observation, decision, wrote, error, conflicts)
+
+    async def _size_placeholder(self, policy: ScalingPolicy, pods: int, uid: str) -> None:
+        assert policy.warm_pool is not None and policy.warm_pool.placeholder is not None
+        name = policy.warm_pool.placeholder.name
+        try:
+            if await self.actuator.scale_deployment(policy.namespace, name, pods):
+                log.info("placeholder resized", extra={"policy": policy.key, "placeholder": name, "pods": pods})
+        except KubeNotFound:
+            await self._event(
+                policy, "Warning", "PlaceholderMissing", f"warm-pool placeholder Deployment {name} not found", uid
+            )
+        except KubeError as exc:
+            log.warning("placeholder not resized: %s", exc)
 
     async def _hpas(self, policy: ScalingPolicy) -> list[str]:
         try:

@@ -1,0 +1,94 @@
+"""The predictive step of the core: forecast the demand signal one horizon ahead and turn it into a
+replica floor, a warm pool and a placeholder size. Pure: the forecast is computed here, from the
+history the driver hands over in the observation (``Observation.demand_history``).
+
+* horizon = a high quantile of the measured load time (pod creation -> Ready, which includes
+  scheduling), or the policy's ``coldStart.loadTimeSeconds`` + ``schedulingDelaySeconds``, plus one
+  interval; without either, :data:`DEFAULT_LOAD_TIME_S` is assumed (and said so).
+* floor = ceil(forecast_q(t + horizon) / capacity) + ``warmPool.minSpare``, where capacity is the
+  predictive metric's AverageValue target; capped at reactive + ``warmPool.maxSpare`` when a warm pool
+  is configured (a forecast never runs away with the fleet).
+* placeholder pods = podsPerReplica x clamp(uncapped floor + (maxSpare - minSpare) - desired, 0, maxSpare):
+  nodes are held for predicted need that is not running yet, at most ``maxSpare`` replicas' worth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from autoscaler.core.model import Observation
+from autoscaler.core.quantity import to_milli
+from autoscaler.policy.model import ScalingPolicy
+
+if TYPE_CHECKING:
+    from autoscaler.forecast import Forecast
+
+__all__ = ["DEFAULT_LOAD_TIME_S", "PredictivePlan", "horizon", "placeholder_pods", "plan_predictive"]
+
+DEFAULT_LOAD_TIME_S = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class PredictivePlan:
+    floor: int  # the replica floor the forecast asks for (capped)
+    uncapped: int  # before the maxSpare cap
+    forecast: Forecast
+    horizon_s: float
+    note: str
+
+
+def horizon(policy: ScalingPolicy, observation: Observation) -> tuple[float, str]:
+    """The forecast horizon in seconds, and where its load time came from."""
+    cold = policy.cold_start
+    if cold.load_time_s is not None:
+        load, origin = cold.load_time_s + cold.scheduling_delay_s, "policy"
+    elif observation.load_time_s is not None:
+        load, origin = observation.load_time_s, f"measured p{round(cold.load_time_quantile * 100)}"
+    else:
+        load, origin = DEFAULT_LOAD_TIME_S, "assumed"
+    return load + policy.interval_s, f"load {load:.0f}s ({origin}) + interval {policy.interval_s}s"
+
+
+def plan_predictive(
+    policy: ScalingPolicy, observation: Observation, *, reactive: int, now: float
+) -> PredictivePlan | None:
+    """The predictive floor for this tick, or None (no predictive spec, no history, no forecast)."""
+    spec = policy.predictive
+    if spec is None or observation.demand_history is None:
+        return None
+    from autoscaler.forecast import forecast_demand  # numpy: only for predictive policies
+
+    horizon_s, horizon_note = horizon(policy, observation)
+    forecast = forecast_demand(
+        observation.demand_history,
+        now_s=now,
+        horizon_s=horizon_s,
+        quantile=spec.quantile,
+        seasonality_s=spec.seasonality_s,
+    )
+    if forecast is None:
+        return None
+    capacity_milli = policy.metric(spec.metric).target.milli
+    needed = math.ceil(to_milli(max(forecast.upper, 0.0)) / capacity_milli)
+    pool = policy.warm_pool
+    uncapped = needed + (pool.min_spare if pool else 0)
+    floor = min(uncapped, reactive + pool.max_spare) if pool else uncapped
+    floor = min(floor, policy.max_replicas)
+    note = f"{spec.metric} {forecast.explain()} ({horizon_note}) -> {needed} replicas"
+    if pool:
+        note += f" + {pool.min_spare} spare"
+        if floor < uncapped:
+            note += f", capped at reactive {reactive} + maxSpare {pool.max_spare}"
+    return PredictivePlan(floor=floor, uncapped=uncapped, forecast=forecast, horizon_s=horizon_s, note=note)
+
+
+def placeholder_pods(policy: ScalingPolicy, plan: PredictivePlan | None, desired: int) -> int | None:
+    pool = policy.warm_pool
+    if pool is None or pool.placeholder is None:
+        return None
+    if plan is None:
+        return 0
+    want = plan.uncapped + (pool.max_spare - pool.min_spare) - desired
+    return pool.placeholder.pods_per_replica * max(0, min(want, pool.max_spare))
