@@ -1,0 +1,13 @@
+"""Demand forecasting for predictive warm-pool sizing: pure functions over a regular demand series.
+
+``forecast_demand(history, now_s=..., horizon_s=...)`` backtests a seasonal model (daily and weekly),
+a short-horizon trend model and a robust recent-median fallback at the real horizon, keeps the one
+with the lowest recent error, and returns its median and a conformal upper quantile. Nothing here
+does IO, reads a clock, draws random numbers or mutates its inputs; the controller and the simulator
+call the same function. See ``docs/forecasting.md`` for the method and its evaluation.
+"""
+
+from autoscaler.forecast.history import DEFAULT_HISTORY_S, DemandHistory
+from autoscaler.forecast.select import MIN_ERRORS, Forecast, forecast_demand
+
+__all__ = ["DEFAULT_HISTORY_S", "MIN_ERRORS", "DemandHistory", "Forecast", "forecast_demand"]
