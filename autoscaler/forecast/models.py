@@ -20,6 +20,7 @@ Models:
   smoothed value one (or more) periods before the target, scaled by how today's last hour compares
   with the same hour in those periods. Daily averages up to seven past days; weekly uses the same
   time last week. The ratio is clipped so that one odd hour cannot multiply the profile wildly.
+  The selector also offers each seasonal forecast averaged with the recent median (``+level``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ One call does, in order:
 1. **Prepare** the history up to ``now_s``: non-finite and negative values (gaps, counter resets read
    as negative rates) become gaps; values are capped far above the series' own 99th percentile, so a
    corrupt sample cannot overflow anything; the series is averaged onto a *working grid* of about a
-   minute (never coarser than half the horizon) - a 15 s history of 8 days becomes ~11.5k points.
+   minute (never coarser than the horizon) - a 15 s history of 8 days becomes ~11.5k points.
 2. **Backtest** every candidate of ``models.py`` on the last day's origins (or as many as the history
    allows): each forecast uses data up to its origin only and is compared with what happened ``h``
    later, ``h`` being the horizon plus the age of the newest sample.
@@ -66,8 +66,8 @@ class Forecast:
     horizon_s: float
     """Seconds after ``now`` the forecast is for (as asked)."""
     model: str
-    """Name of the chosen model (``seasonal-daily``, ``seasonal-weekly``, ``trend``, ``recent-median``
-    or ``short-history``)."""
+    """Name of the chosen model: ``seasonal-daily``, ``seasonal-weekly``, their ``+level`` blends (mean
+    with the recent median), ``trend``, ``recent-median`` or ``short-history``."""
     errors: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     """Each candidate's recent out-of-sample pinball loss at ``quantile`` (lower is better)."""
     samples: int = 0
@@ -162,6 +162,9 @@ def _candidates(
             prep.raw, prep.filled, origins, period=period, seasons=seasons, h=h,
             level_window=level_w, radius=radius, floor=floor,
         )  # fmt: skip
+    for name in [k for k in out if k.startswith("seasonal")]:
+        # seasonal and recent level disagree most in bursts; their mean hedges between them
+        out[f"{name}+level"] = 0.5 * (out[name] + out["recent-median"])
     return out
 
 
