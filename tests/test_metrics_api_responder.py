@@ -247,3 +247,17 @@ def test_metric_names_with_dashes_resolve_to_the_shortest_policy() -> None:
     assert responder.respond("GET", f"{V}/namespaces/team-a/a-b-c", {}).json()["items"][0]["value"] == "500m"
     assert responder.respond("GET", f"{V}/namespaces/team-a/a-queue", {}).json()["items"][0]["value"] == "1"
     assert responder.respond("GET", f"{V}/namespaces/team-a/a-b-desired-replicas", {}).json()["items"][0]["value"] == "3"
+
+
+def test_rendered_replies_follow_new_decisions_and_staleness() -> None:
+    chat = policy()
+    now = [T0]
+    items = {chat.key: Published(chat, decision(6), {"queue": MetricReading.of(1)}, T0)}
+    responder = Responder(lambda: items, clock=lambda: now[0])
+    path = f"{V}/namespaces/team-a/chat-desired-replicas"
+    assert responder.respond("GET", path, {}).json()["items"][0]["value"] == "6"
+    assert responder.respond("GET", path, {}).json()["items"][0]["value"] == "6"  # served from the cache
+    items[chat.key] = Published(chat, decision(9), {"queue": MetricReading.of(1)}, T0 + 15)
+    assert responder.respond("GET", path, {}).json()["items"][0]["value"] == "9"
+    now[0] = T0 + 15 + 46  # more than 3 intervals of 15 s without a new decision
+    assert responder.respond("GET", path, {}).status == 404

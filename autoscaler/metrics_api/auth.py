@@ -171,6 +171,16 @@ class Authenticator:
         self.reviews = reviews
         self._tokens = _TTLCache(CACHE_TTL_S, clock)
         self._parsed: dict[bytes, x509.Certificate | None] = {}
+        # Signature checks cost ~0.1 ms each: keep verdicts a minute (so expiry is seen within 60 s).
+        self._verdicts = _TTLCache(60.0, clock)
+
+    def _verified(self, der: bytes, certificate: x509.Certificate, cas: tuple[x509.Certificate, ...]) -> bool:
+        key = (der, cas)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = verify_client_certificate(certificate, cas)
+            self._verdicts.put(key, verdict)
+        return bool(verdict)
 
     def _certificate(self, der: bytes) -> x509.Certificate | None:
         if der not in self._parsed:
@@ -189,8 +199,8 @@ class Authenticator:
         if peer_certificate and certificate is None:
             errors.append("unparseable client certificate")
         front = self.config.requestheader
-        if certificate is not None and front is not None:
-            if verify_client_certificate(certificate, front.client_ca):
+        if peer_certificate and certificate is not None and front is not None:
+            if self._verified(peer_certificate, certificate, front.client_ca):
                 cn = _cn(certificate)
                 if front.allowed_names and cn not in front.allowed_names:
                     errors.append(f"front-proxy certificate CN {cn!r} is not allowed")
@@ -200,8 +210,8 @@ class Authenticator:
                         return identity
             elif not self.config.client_ca:
                 errors.append("client certificate not signed by the requestheader CA")
-        if certificate is not None and self.config.client_ca:
-            if verify_client_certificate(certificate, self.config.client_ca):
+        if peer_certificate and certificate is not None and self.config.client_ca:
+            if self._verified(peer_certificate, certificate, self.config.client_ca):
                 organizations = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
                 groups = (*(str(o.value) for o in organizations), "system:authenticated")
                 return Identity(_cn(certificate), groups)
@@ -282,6 +292,11 @@ class Authorizer:
             return True, ""
         if self.reviews is None:
             return False, "no authorizer is configured"
+        key = (identity.user, identity.groups, identity.uid, tuple(sorted(identity.extra.items())), attrs)
+        cached = self._cache.get(key)
+        if cached is not None:
+            allowed, reason = cached
+            return bool(allowed), str(reason)
         spec: dict[str, Any] = {"user": identity.user, "groups": list(identity.groups)}
         if identity.uid:
             spec["uid"] = identity.uid
@@ -297,11 +312,6 @@ class Authorizer:
             }
         else:
             spec["nonResourceAttributes"] = {"path": attrs.path, "verb": attrs.verb}
-        key = json.dumps(spec, sort_keys=True)
-        cached = self._cache.get(key)
-        if cached is not None:
-            allowed, reason = cached
-            return bool(allowed), str(reason)
         self.reviews_made += 1
         review = await self.reviews.access_review(spec)
         status = review.get("status") or {}

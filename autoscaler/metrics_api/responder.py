@@ -26,6 +26,7 @@ keys in Go's order, second-precision RFC 3339 UTC timestamps.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -34,7 +35,7 @@ from typing import Any
 
 from autoscaler.core import Reason
 from autoscaler.core.quantity import format_milli, to_milli
-from autoscaler.metrics_api.selector import SelectorError, parse_selector
+from autoscaler.metrics_api.selector import Selector, SelectorError, parse_selector
 from autoscaler.service.controller import Published
 
 __all__ = [
@@ -130,6 +131,7 @@ class Series:
     time_s: float
     why_unavailable: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    source: Published | None = None
 
 
 class Responder:
@@ -145,6 +147,9 @@ class Responder:
         self.clock = clock
         self.ready = ready
         self.settings = settings
+        # Rendered value replies, reused while the policy's Published object is the same and fresh
+        # (the HPA asks the same question every 15 s; the answer changes once per policy interval).
+        self._rendered: dict[tuple[str, str, str], tuple[Published, float, Reply]] = {}
 
     # ------------------------------------------------------------------ authorization helpers
 
@@ -256,8 +261,7 @@ class Responder:
                 if not why and decision.reason is Reason.METRICS_UNAVAILABLE:
                     why = decision.message
                 milli = None if why else decision.desired_replicas * 1000
-                extra = {"decision": decision}
-                return Series(name, labels, milli, published.time_s, why, extra)
+                return Series(name, labels, milli, published.time_s, why, {"decision": decision}, published)
             if any(spec.name == suffix for spec in policy.metrics):
                 labels = {**base, "metric": suffix}
                 reading = published.readings.get(suffix)
@@ -267,23 +271,38 @@ class Responder:
                     kind = reading.unavailable.value if reading is not None and reading.unavailable else "missing"
                     detail = f": {reading.detail}" if reading is not None and reading.detail else ""
                     return Series(name, labels, None, published.time_s, f"{suffix} is unavailable ({kind}{detail})")
-                return Series(name, labels, to_milli(reading.value), published.time_s)
+                return Series(name, labels, to_milli(reading.value), published.time_s, source=published)
         return None
 
     def _values(self, namespace: str, name: str, selector_text: str) -> Reply:
+        key = (namespace, name, selector_text)
+        cached = self._rendered.get(key)
+        if cached is not None:
+            entry, fresh_until, reply = cached
+            if self.published().get(entry.policy.key) is entry and self.clock() <= fresh_until:
+                return reply
+        reply, source = self._render_values(namespace, name, selector_text)
+        if source is not None:
+            if len(self._rendered) > 10_000:
+                self._rendered.clear()
+            fresh_until = source.time_s + self.settings.stale_after_intervals * source.policy.interval_s
+            self._rendered[key] = (source, fresh_until, reply)
+        return reply
+
+    def _render_values(self, namespace: str, name: str, selector_text: str) -> tuple[Reply, Published | None]:
         try:
-            selector = parse_selector(selector_text)
+            selector = _parse_cached(selector_text)
         except SelectorError as exc:
-            return status_reply(400, "BadRequest", str(exc))
+            return status_reply(400, "BadRequest", str(exc)), None
         not_found = f"the server could not find the metric {name} for namespaces"
         series = self.resolve(namespace, name)
         if series is None:
-            return status_reply(404, "NotFound", not_found)
-        if not selector.matches(series.labels):
-            return status_reply(404, "NotFound", f"{not_found} with selector {selector}")
+            return status_reply(404, "NotFound", not_found), None
         if series.milli is None:
-            return status_reply(404, "NotFound", f"{not_found}: {series.why_unavailable}")
-        return Reply(200, encode(_value_list(series)))
+            return status_reply(404, "NotFound", f"{not_found}: {series.why_unavailable}"), None
+        if not selector.matches(series.labels):
+            return status_reply(404, "NotFound", f"{not_found} with selector {selector}"), series.source
+        return Reply(200, encode(_value_list(series))), series.source
 
     # ------------------------------------------------------------------ KEDA metrics-api
 
@@ -319,6 +338,11 @@ class Responder:
                 }
             ),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(text: str) -> Selector:
+    return parse_selector(text)
 
 
 def _value_list(series: Series) -> dict[str, Any]:
