@@ -14,6 +14,7 @@ Case matrix:
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
 from autoscaler.sim.run import Slo, simulate
 from autoscaler.sim.trace import Trace
 
-PROFILE = "/work/shared/traces/splitwise_sim_perf_model.csv"
+PROFILE = str(Path(__file__).resolve().parents[2] / "shared" / "traces" / "splitwise_sim_perf_model.csv")
 
 
 def _trace(arrivals: list[float], out_tokens: float = 10.0) -> Trace:

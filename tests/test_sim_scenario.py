@@ -23,7 +23,7 @@ from autoscaler.sim.compare import compare
 from autoscaler.sim.scenario import ScenarioError, load_scenario, load_trace
 from autoscaler.sim.trace import Trace, read_trace
 
-SHARED = Path("/work/shared/traces")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"  # beside the checkout, as in CI
 FIELDS = ["name", "gpuHours", "sloAttainment", "latencyMean", "latencyP50", "latencyP95", "latencyP99", "waitMean",
           "coldStarts", "scaleEvents", "maxReplicas", "requests", "dropped"]
 

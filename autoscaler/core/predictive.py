@@ -23,9 +23,19 @@ from autoscaler.core.quantity import to_milli
 from autoscaler.policy.model import ScalingPolicy
 
 if TYPE_CHECKING:
-    from autoscaler.forecast import Forecast
+    from collections.abc import Iterable
 
-__all__ = ["DEFAULT_LOAD_TIME_S", "PredictivePlan", "horizon", "placeholder_pods", "plan_predictive"]
+    from autoscaler.forecast import DemandHistory, Forecast
+
+__all__ = [
+    "DEFAULT_LOAD_TIME_S",
+    "PredictivePlan",
+    "horizon",
+    "load_time_quantile",
+    "placeholder_pods",
+    "plan_predictive",
+    "record_demand",
+]
 
 DEFAULT_LOAD_TIME_S = 180.0
 
@@ -92,3 +102,30 @@ def placeholder_pods(policy: ScalingPolicy, plan: PredictivePlan | None, desired
         return 0
     want = plan.uncapped + (pool.max_spare - pool.min_spare) - desired
     return pool.placeholder.pods_per_replica * max(0, min(want, pool.max_spare))
+
+
+def record_demand(
+    history: DemandHistory | None, policy: ScalingPolicy, value: float | None, now: float
+) -> DemandHistory | None:
+    """The predictive metric's history with this tick's reading appended (NaN when unavailable).
+
+    Drivers (the service, the simulator) keep the history and hand it over in the observation; both
+    extend it with this one function, on the policy's own grid and bound (``historyDays``).
+    """
+    spec = policy.predictive
+    if spec is None:
+        return None
+    from autoscaler.forecast import DemandHistory
+
+    if history is None or history.step_s != policy.interval_s:
+        points = int(spec.history_days * 86400 / policy.interval_s) + 1
+        history = DemandHistory.empty(start_s=now, step_s=policy.interval_s, max_points=points)
+    return history.append(now, math.nan if value is None else value)
+
+
+def load_time_quantile(samples: Iterable[float], quantile: float) -> float | None:
+    """The ``quantile`` of measured load times (nearest rank), None before any replica became ready."""
+    ordered = sorted(samples)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]

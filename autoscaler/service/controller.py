@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from autoscaler.core import Decision, MetricReading, Observation, Reason, ScalerState, Unavailable, decide
 from autoscaler.core.decide import record_applied
+from autoscaler.core.predictive import load_time_quantile, record_demand
 from autoscaler.policy.model import Mode, ScalingPolicy
 from autoscaler.service.actuator import KubeActuator, ScaleView
 from autoscaler.service.history import HistorySource
@@ -105,22 +106,10 @@ class _Entry:
 
     def load_time_s(self) -> float | None:
         """The policy's high quantile of the measured load times (None before any pod was seen)."""
-        if not self.load_times:
-            return None
-        ordered = sorted(self.load_times.values())
-        q = self.policy.cold_start.load_time_quantile
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return load_time_quantile(self.load_times.values(), self.policy.cold_start.load_time_quantile)
 
     def record_demand(self, value: float | None, now: float) -> None:
-        spec = self.policy.predictive
-        if spec is None:
-            return
-        from autoscaler.forecast import DemandHistory
-
-        if self.history is None or self.history.step_s != self.policy.interval_s:
-            points = int(spec.history_days * 86400 / self.policy.interval_s) + 1
-            self.history = DemandHistory.empty(start_s=now, step_s=self.policy.interval_s, max_points=points)
-        self.history = self.history.append(now, float("nan") if value is None else value)
+        self.history = record_demand(self.history, self.policy, value, now)
 
 
 class Controller:

@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.core import MetricReading, Observation, ScalerState, decide
+from autoscaler.core.predictive import load_time_quantile, record_demand
+from autoscaler.forecast import DemandHistory
 from autoscaler.policy.model import ScalingPolicy
 
 __all__ = [
@@ -56,6 +58,7 @@ class FleetView:
     ready_replicas: int
     in_flight: int  # running + waiting, as a proxy in front of the pods counts them
     read: Callable[[str], MetricReading]  # preset -> reading, through the metrics pipeline
+    load_times_s: tuple[float, ...] = ()  # creation -> Ready of the replicas that became ready so far
 
 
 class Controller(Protocol):
@@ -78,17 +81,23 @@ class PolicyController:
         self.name = name or policy.name
         self.interval_s = float(policy.interval_s)
         self.state = ScalerState()
+        self.history: DemandHistory | None = None
 
     def tick(self, view: FleetView) -> tuple[int, str]:
         metrics = {
             spec.name: view.read(spec.source.preset or "")
             for spec in self.policy.metrics
         }
+        if self.policy.predictive is not None:  # the same history keeping as the live service
+            demand = metrics[self.policy.predictive.metric].value
+            self.history = record_demand(self.history, self.policy, demand, view.now_s)
         observation = Observation(
             spec_replicas=view.spec_replicas,
             ready_replicas=view.ready_replicas,
             metrics=metrics,
             status_replicas=view.spec_replicas,
+            demand_history=self.history,
+            load_time_s=load_time_quantile(view.load_times_s, self.policy.cold_start.load_time_quantile),
         )
         decision, self.state = decide(observation, self.state, self.policy, view.now_s)
         return decision.desired_replicas, decision.reason.value

@@ -106,6 +106,8 @@ def simulate(
     scale_events = 0
     max_replicas = fleet.spec_replicas
     bar = _Progress(controller.name, float(len(steps)), progress)
+    policy = getattr(controller, "policy", None)
+    needs_load_times = policy is not None and getattr(policy, "predictive", None) is not None
     for k, t in enumerate(steps.tolist()):
         fleet.advance(t)
         if is_collect[k]:
@@ -122,6 +124,7 @@ def simulate(
                 ready_replicas=fleet.ready_replicas,
                 in_flight=fleet.in_flight(t),
                 read=lambda preset, t=t: pipeline.read(preset, t),  # type: ignore[misc]
+                load_times_s=fleet.load_times(t) if needs_load_times else (),
             )
             desired, _ = controller.tick(view)
             if desired != view.spec_replicas:

@@ -37,6 +37,7 @@ from autoscaler.sim.trace import (
     TokenDistribution,
     Trace,
     TraceError,
+    daily_profile,
     diurnal,
     flash_crowd,
     poisson,
@@ -239,6 +240,14 @@ def load_trace(scenario: Scenario) -> Trace:
                                 phase_s=_num(syn, "phaseSeconds", 0, where, p, minimum=-math.inf),
                                 noise=_num(syn, "noise", 0.1, where, p), duration_s=duration,
                                 tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
+            elif kind == "dailyProfile":
+                hourly = syn.get("hourly")
+                if not isinstance(hourly, list) or len(hourly) != 24 or not all(
+                        isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 for x in hourly):
+                    raise _fail(where, "spec.trace.synthetic.hourly", hourly, "must list 24 multipliers >= 0")
+                trace = daily_profile(mean_rate_per_s=_num(syn, "meanRatePerSecond", 1, where, p, strict=True),
+                                      hourly=[float(x) for x in hourly], noise=_num(syn, "noise", 0.1, where, p),
+                                      duration_s=duration, tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
             elif kind == "flashCrowd":
                 trace = flash_crowd(rate_per_s=_num(syn, "ratePerSecond", 1, where, p, strict=True),
                                     multiplier=_num(syn, "multiplier", 5, where, p, strict=True),
@@ -246,7 +255,7 @@ def load_trace(scenario: Scenario) -> Trace:
                                     minutes=_num(syn, "minutes", 10, where, p, strict=True), duration_s=duration,
                                     tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
             else:
-                raise _fail(where, "spec.trace.synthetic.kind", kind, "must be poisson, diurnal or flashCrowd")
+                raise _fail(where, "spec.trace.synthetic.kind", kind, "must be poisson, diurnal, dailyProfile or flashCrowd")
         else:
             fmt = str(raw.get("format", "csv"))
             span = raw.get("spanSeconds")

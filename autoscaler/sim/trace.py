@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ __all__ = [
     "flash_crowd",
     "poisson",
     "read_trace",
+    "daily_profile",
     "servegen_windows",
 ]
 
@@ -269,6 +270,24 @@ def diurnal(*, mean_rate_per_s: float, amplitude: float, period_s: float, durati
     arrival = _arrivals_from_rate(rate, step, rng)
     arrival = arrival[arrival < duration_s]
     return _with_tokens(arrival, tokens_in, tokens_out, rng, f"diurnal({mean_rate_per_s}/s)")
+
+
+def daily_profile(*, mean_rate_per_s: float, hourly: Sequence[float], duration_s: float, noise: float,
+                  tokens_in: TokenDistribution, tokens_out: TokenDistribution, rng: np.random.Generator) -> Trace:
+    """Rate = mean x the day's profile (24 hourly multipliers, linearly interpolated, repeating every
+    day) x lognormal noise per minute: a workday with a sharp morning ramp repeats, as real fleets do."""
+    if len(hourly) != 24:
+        raise TraceError(f"hourly must list 24 multipliers, got {len(hourly)}")
+    step = 60.0
+    t = np.arange(0.0, duration_s, step)
+    hours = np.mod(t / 3600.0, 24.0)
+    profile = np.interp(hours, np.arange(25.0), np.append(np.asarray(hourly, dtype=np.float64), hourly[0]))
+    rate = mean_rate_per_s * profile
+    if noise > 0:
+        rate = rate * rng.lognormal(-0.5 * noise * noise, noise, len(t))
+    arrival = _arrivals_from_rate(rate, step, rng)
+    arrival = arrival[arrival < duration_s]
+    return _with_tokens(arrival, tokens_in, tokens_out, rng, f"daily-profile({mean_rate_per_s}/s)")
 
 
 def flash_crowd(*, rate_per_s: float, multiplier: float, start_s: float, minutes: float, duration_s: float,
