@@ -255,7 +255,8 @@ def load_trace(scenario: Scenario) -> Trace:
                                     minutes=_num(syn, "minutes", 10, where, p, strict=True), duration_s=duration,
                                     tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
             else:
-                raise _fail(where, "spec.trace.synthetic.kind", kind, "must be poisson, diurnal, dailyProfile or flashCrowd")
+                raise _fail(where, "spec.trace.synthetic.kind", kind,
+                            "must be poisson, diurnal, dailyProfile or flashCrowd")
         else:
             fmt = str(raw.get("format", "csv"))
             span = raw.get("spanSeconds")

@@ -32,11 +32,11 @@ __all__ = [
     "TokenDistribution",
     "Trace",
     "TraceError",
+    "daily_profile",
     "diurnal",
     "flash_crowd",
     "poisson",
     "read_trace",
-    "daily_profile",
     "servegen_windows",
 ]
 
