@@ -77,3 +77,7 @@ async def test_warm_start_measured_load_time_and_placeholder(
     assert decision.placeholder_pods == expected_pods > 0
     balloon = kube.get_object("apps", "v1", "deployments", "team-a", "chat-balloon")
     assert balloon["spec"]["replicas"] == expected_pods
+    exported = controller.telemetry.exposition().decode()
+    assert f'inference_autoscaler_placeholder_pods{{namespace="team-a",policy="chat"}} {float(expected_pods)}' in exported
+    assert f'inference_autoscaler_predictive_replicas{{namespace="team-a",policy="chat"}} {float(needed + 1)}' in exported
+    assert 'inference_autoscaler_forecast_demand_upper{namespace="team-a",policy="chat"}' in exported

@@ -407,6 +407,15 @@ class Controller:
         t.current.labels(ns, name, target).set(observation.spec_replicas)
         t.ready.labels(ns, name, target).set(observation.ready_replicas)
         t.decisions.labels(ns, name, decision.reason.value).inc()
+        if decision.forecast is not None:
+            t.forecast.labels(ns, name).set(decision.forecast.point)
+            t.forecast_upper.labels(ns, name).set(decision.forecast.upper)
+        if decision.horizon_s is not None:
+            t.forecast_horizon.labels(ns, name).set(decision.horizon_s)
+        if decision.predictive_replicas is not None:
+            t.predictive_replicas.labels(ns, name).set(decision.predictive_replicas)
+        if decision.placeholder_pods is not None:
+            t.placeholder_pods.labels(ns, name).set(decision.placeholder_pods)
         for spec in policy.metrics:
             reading = observation.reading(spec.name)
             t.metric_target.labels(ns, name, spec.name).set(spec.target.milli / 1000)

@@ -76,6 +76,18 @@ class Telemetry:
             ("namespace", "policy", "metric"),
             registry=r,
         )
+        pl = ("namespace", "policy")
+        self.forecast = Gauge("inference_autoscaler_forecast_demand", "Forecast demand (median) one horizon ahead.",
+                              pl, registry=r)
+        self.forecast_upper = Gauge("inference_autoscaler_forecast_demand_upper",
+                                    "Forecast demand at the policy's quantile, one horizon ahead.", pl, registry=r)
+        self.forecast_horizon = Gauge("inference_autoscaler_forecast_horizon_seconds",
+                                      "The forecast horizon: load time + interval.", pl, registry=r)
+        self.predictive_replicas = Gauge("inference_autoscaler_predictive_replicas",
+                                         "Replicas the forecast alone asks for (with the warm pool's spares).",
+                                         pl, registry=r)
+        self.placeholder_pods = Gauge("inference_autoscaler_placeholder_pods",
+                                      "Placeholder (balloon) pods holding nodes for the warm pool.", pl, registry=r)
         self.decisions = Counter(
             "inference_autoscaler_decisions", "Decisions by reason.", ("namespace", "policy", "reason"), registry=r
         )
