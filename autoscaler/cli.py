@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from autoscaler import __version__
 
 # Subcommand modules under autoscaler.commands, in the order `--help` lists them.
-COMMANDS = ("validate", "replay", "schema", "signals", "run", "serve_metrics", "simulate")
+COMMANDS = ("validate", "replay", "schema", "signals", "run", "serve_metrics", "simulate", "backtest")
 
 
 def build_parser() -> argparse.ArgumentParser:
