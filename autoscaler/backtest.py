@@ -123,7 +123,7 @@ async def backtest(
     previous: int | None = None
     ticks: list[BacktestTick] = []
     for t in sorted(actual):
-        spec_replicas = int(round(actual[t]))
+        spec_replicas = round(actual[t])
         if previous is not None and spec_replicas != previous:
             # the target really changed since the last tick: the behavior limits count that change
             state = record_scale_event(state, previous=previous, new=spec_replicas, behavior=policy.behavior, now=t)
@@ -135,7 +135,7 @@ async def backtest(
         ready_now = ready.get(t)
         observation = Observation(
             spec_replicas=spec_replicas,
-            ready_replicas=spec_replicas if ready_now is None or math.isnan(ready_now) else int(round(ready_now)),
+            ready_replicas=spec_replicas if ready_now is None or math.isnan(ready_now) else round(ready_now),
             metrics=readings,
             status_replicas=spec_replicas,
             demand_history=history,
