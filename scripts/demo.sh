@@ -14,3 +14,8 @@ echo "== simulate: 30 min of the Azure 2023 code trace (x12) through the chat po
 echo "   utilization and Knative's KPA, with the oracle as the lower bound (simulations/azure-code-30min.yaml)"
 OUT=${DEMO_OUT:-demo-out/simulation}
 $BIN/inference-autoscaler simulate --scenario simulations/azure-code-30min.yaml --out "$OUT"
+echo
+echo "== predictive warm pool: two workdays with a sharp morning ramp and 3-5 min model loads; the same"
+echo "   policy with and without spec.predictive (simulations/predictive-workday.yaml)"
+$BIN/inference-autoscaler simulate --scenario simulations/predictive-workday.yaml --duration 172800 \
+  --out "${DEMO_OUT:-demo-out}/predictive"
