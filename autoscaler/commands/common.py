@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["add_prometheus_arguments", "prometheus_config", "signal_settings"]
+__all__ = ["add_prometheus_arguments", "prometheus_config", "run_service", "signal_settings"]
 
 
 def add_prometheus_arguments(parser: Any, *, required: bool = True) -> None:
@@ -56,3 +58,14 @@ def signal_settings(args: argparse.Namespace) -> Any:
     from autoscaler.signals import SignalSettings
 
     return SignalSettings(scrape_interval_s=args.scrape_interval, staleness_s=args.staleness, window=args.window)
+
+
+def run_service(serve: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
+    """Run a long-lived async command with JSON logs; Ctrl-C exits 130 (SIGTERM is the command's own)."""
+    from autoscaler.service.telemetry import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        return 130

@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, signal_settings
+from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, run_service, signal_settings
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 log = logging.getLogger("autoscaler.run")
@@ -71,13 +71,7 @@ def _own_namespace(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoscaler.service.telemetry import configure_logging
-
-    configure_logging(args.log_level)
-    try:
-        return asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        return 130
+    return run_service(_serve, args)
 
 
 async def _serve(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import logging
 import signal
 from typing import Any
 
-from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, signal_settings
+from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, run_service, signal_settings
 
 log = logging.getLogger("autoscaler.serve_metrics")
 
@@ -38,13 +38,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoscaler.service.telemetry import configure_logging
-
-    configure_logging(args.log_level)
-    try:
-        return asyncio.run(serve(args))
-    except KeyboardInterrupt:
-        return 130
+    return run_service(serve, args)
 
 
 async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) -> int:
