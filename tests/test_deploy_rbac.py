@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 import yaml
 from kube_standin import KubeStandIn, ResourceType
@@ -36,8 +37,6 @@ from autoscaler.service.leader import LeaseElector, LeaseSettings
 from autoscaler.service.policies import PolicyDirectory
 from autoscaler.service.state import ConfigMapStateStore
 from autoscaler.service.telemetry import Telemetry
-
-helm_python = pytest.importorskip("helm_python")
 
 CHART = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "inference-autoscaler"
 RELEASE, OWN_NS, LEASE = "ia", "ops", "inference-autoscaler"
