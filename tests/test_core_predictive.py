@@ -175,3 +175,32 @@ def test_scale_down_to_zero_when_idle() -> None:
     p = replace(_zero_policy(), predictive=None, behavior=Behavior(scale_down=rules(window=0, up=False)))
     d, _ = decide(obs(2, {"tokens": 0.0, "gateway": 0.0}), ScalerState(), p, 0.0)
     assert d.desired_replicas == 0
+
+
+def test_an_uncalibrated_forecast_does_not_act() -> None:
+    # 20 minutes of history with one glitch: the forecaster has not scored enough forecasts yet
+    p = predictive_policy()
+    now = 9 * DAY
+    values = np.full(80, 2000.0)
+    values[-3] = 1e6  # a glitch sample
+    o = obs(2, {"tokens": 2000.0})
+    o = type(o)(2, 2, o.metrics, None, DemandHistory(now - 79 * STEP, STEP, values), None)
+    d, _ = decide(o, ScalerState(), p, now)
+    assert d.forecast is None and d.predictive_replicas is None and d.desired_replicas == 2
+
+
+def test_a_scale_down_stops_at_the_forecast_floor() -> None:
+    p = predictive_policy(behavior=Behavior(scale_down=rules(window=0, up=False)))
+    now = 9 * DAY + STEP_AT + 600.0  # inside the daily step: the forecast asks for about 8
+    o = obs(12, {"tokens": 3000.0})  # reactive: 3 replicas
+    o = type(o)(12, 12, o.metrics, None, history_until(now), None)
+    d, _ = decide(o, ScalerState(initialized=True), p, now)
+    assert d.forecast is not None and d.predictive_replicas is not None
+    assert d.desired_replicas == d.predictive_replicas < 12  # down to the floor, not to 3
+
+
+def test_placeholder_is_left_alone_without_a_forecast() -> None:
+    pool = WarmPool(min_spare=1, max_spare=3, placeholder=Placeholder("balloon"))
+    p = predictive_policy(warm_pool=pool)
+    d, _ = decide(obs(3, {"tokens": None}), ScalerState(), p, 9 * DAY)  # signal outage, no history
+    assert d.placeholder_pods is None

@@ -30,6 +30,7 @@ import yaml
 from kube_standin import KubeStandIn, ResourceType
 from service_harness import ScriptedSignals, policy_text
 
+from autoscaler.forecast import DemandHistory
 from autoscaler.service.actuator import KubeActuator
 from autoscaler.service.controller import Controller, ControllerSettings
 from autoscaler.service.kube import KubeClient, KubeConfig
@@ -195,6 +196,17 @@ spec:
 """
 
 
+class SteadyHistory:
+    """Two days of steady demand as the warm start: the forecast is calibrated, so the warm pool's
+    placeholder is sized (and written) from the first tick."""
+
+    async def demand_history(self, policy: Any, *, start_s: float, end_s: float, step_s: float) -> DemandHistory:
+        import numpy as np
+
+        points = int(2 * 86400 / step_s)
+        return DemandHistory(end_s - (points - 1) * step_s, step_s, np.full(points, 12.0))
+
+
 async def run_service_scenarios(kube: KubeStandIn, policy_dir: Path) -> None:
     """The controller in patch mode as leader, through a run of ticks that touches every API path."""
     (policy_dir / "chat.yaml").write_text(policy_text())
@@ -232,6 +244,7 @@ async def run_service_scenarios(kube: KubeStandIn, policy_dir: Path) -> None:
         telemetry=Telemetry(),
         store=ConfigMapStateStore(client, namespace=OWN_NS, name=f"{LEASE}-state"),
         leadership=elector,
+        history=SteadyHistory(),
         settings=ControllerSettings(),
         clock=lambda: 0.0,
     )

@@ -70,12 +70,9 @@ class _PromRanges:
         self.client = client
 
     async def series(self, expr: str, *, start_s: float, end_s: float, step_s: float) -> dict[float, float]:
-        result = await self.client.query_range(expr, start_s=start_s, end_s=end_s, step_s=step_s, context="backtest")
-        out: dict[float, float] = {}
-        for series in result.series:
-            for t, value in series.points:
-                out[t] = out.get(t, 0.0) + value
-        return out
+        from autoscaler.prometheus.ranges import summed_range
+
+        return await summed_range(self.client, expr, start_s=start_s, end_s=end_s, step_s=step_s, context="backtest")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -81,6 +81,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from autoscaler.prometheus import PrometheusClient
     from autoscaler.service.actuator import KubeActuator
     from autoscaler.service.controller import Controller, ControllerSettings
+    from autoscaler.service.history import PrometheusHistory
     from autoscaler.service.kube import KubeClient, KubeConfig
     from autoscaler.service.leader import LeaseElector, LeaseSettings
     from autoscaler.service.policies import PolicyDirectory
@@ -98,7 +99,7 @@ async def _serve(args: argparse.Namespace) -> int:
     kube = KubeClient(kube_config, observe=telemetry.observe_kube)
     policies = PolicyDirectory(args.policies, namespaces=[n for n in args.namespaces.split(",") if n])
     elector = None
-    if args.leader_elect:
+    if args.leader_elect and not args.dry_run:  # a dry run never competes for the lease
         elector = LeaseElector(
             kube,
             LeaseSettings(namespace=namespace, name=args.lease_name, identity=args.identity),
@@ -113,6 +114,7 @@ async def _serve(args: argparse.Namespace) -> int:
         telemetry=telemetry,
         store=store,
         leadership=elector,
+        history=PrometheusHistory(prometheus, window=args.window),  # warm start of the forecasts
         settings=ControllerSettings(dry_run=args.dry_run),
     )
     loop = asyncio.get_running_loop()

@@ -47,6 +47,7 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
     from autoscaler.prometheus import PrometheusClient
     from autoscaler.service.actuator import KubeActuator
     from autoscaler.service.controller import Controller, ControllerSettings
+    from autoscaler.service.history import PrometheusHistory
     from autoscaler.service.kube import KubeClient, KubeConfig
     from autoscaler.service.policies import PolicyDirectory
     from autoscaler.service.telemetry import Telemetry
@@ -63,6 +64,7 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
         signals=FleetReader(prometheus, signal_settings(args)),
         actuator=KubeActuator(kube),
         telemetry=Telemetry(),
+        history=PrometheusHistory(prometheus, window=args.window),  # predictive decisions from the start
         settings=ControllerSettings(dry_run=True),
     )
     try:

@@ -18,21 +18,29 @@ from autoscaler.core.model import MetricReading
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("signals", help="print each policy's current signals from Prometheus",
-                                   description=__doc__)
-    parser.add_argument("--policies", required=True, action="append", metavar="DIR",
-                        help="policy files or directories (repeatable)")
+    parser = subparsers.add_parser(
+        "signals", help="print each policy's current signals from Prometheus", description=__doc__
+    )
+    parser.add_argument(
+        "--policies", required=True, action="append", metavar="DIR", help="policy files or directories (repeatable)"
+    )
     parser.add_argument("--root", metavar="DIR", help="policy tree root for PolicyDefaults layering")
     parser.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus-compatible base URL")
     parser.add_argument("--output", choices=("json", "table"), default="table")
     parser.add_argument("--bearer-token-file", metavar="FILE")
-    parser.add_argument("--basic-auth", metavar="USER:PASSWORD_FILE",
-                        help="basic auth; the password is read from the file")
+    parser.add_argument(
+        "--basic-auth", metavar="USER:PASSWORD_FILE", help="basic auth; the password is read from the file"
+    )
     parser.add_argument("--ca-file", metavar="PEM", help="CA bundle to verify the server")
     parser.add_argument("--tenant", metavar="ID", help="sent as X-Scope-OrgID (Mimir, Cortex, Thanos)")
     parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="per request (default 5)")
-    parser.add_argument("--scrape-interval", type=float, default=15.0, metavar="SECONDS",
-                        help="exporters' scrape interval; staleness defaults to 3x this (default 15)")
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="exporters' scrape interval; staleness defaults to 3x this (default 15)",
+    )
     parser.add_argument("--staleness", type=float, metavar="SECONDS", help="staleness bound (overrides 3x scrape)")
     parser.add_argument("--window", default="1m", help="rate window for counters and histograms (default 1m)")
     parser.set_defaults(run=run)
@@ -70,8 +78,12 @@ async def _read(args: argparse.Namespace, policies: Any) -> dict[str, dict[str, 
         with open(password_file) as handle:
             basic = (user, handle.read().strip())
     config = PrometheusConfig(
-        url=args.prometheus, timeout_s=args.timeout, bearer_token_file=args.bearer_token_file,
-        basic_auth=basic, ca_file=args.ca_file, tenant=args.tenant,
+        url=args.prometheus,
+        timeout_s=args.timeout,
+        bearer_token_file=args.bearer_token_file,
+        basic_auth=basic,
+        ca_file=args.ca_file,
+        tenant=args.tenant,
     )
     settings = SignalSettings(scrape_interval_s=args.scrape_interval, staleness_s=args.staleness, window=args.window)
     async with PrometheusClient(config) as client:

@@ -13,14 +13,19 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("simulate", help="replay a trace through policies and compare them",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "simulate", help="replay a trace through policies and compare them", description=__doc__
+    )
     parser.add_argument("--scenario", required=True, metavar="FILE", help="a kind: Simulation YAML file")
     parser.add_argument("--out", required=True, metavar="DIR", help="where report.json, summary.md and plots go")
     parser.add_argument("--trace", metavar="FILE", help="override the scenario's trace file")
     parser.add_argument("--format", choices=("azure", "mooncake", "servegen", "csv"), help="format of --trace")
-    parser.add_argument("--policy", action="append", metavar="FILE",
-                        help="a policy or baseline file (repeatable); replaces the scenario's list")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        metavar="FILE",
+        help="a policy or baseline file (repeatable); replaces the scenario's list",
+    )
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="simulate only the first SECONDS")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -49,9 +54,16 @@ def run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     out = Path(args.out)
-    written = write_report(out, scenario=scenario.name, seed=scenario.seed, slo=scenario.slo,
-                           results=comparison.results, demand_t=comparison.demand_t,
-                           demand_replicas=comparison.demand_replicas, plots=not args.no_plots)
+    written = write_report(
+        out,
+        scenario=scenario.name,
+        seed=scenario.seed,
+        slo=scenario.slo,
+        results=comparison.results,
+        demand_t=comparison.demand_t,
+        demand_replicas=comparison.demand_replicas,
+        plots=not args.no_plots,
+    )
     print(summary_table(comparison.results))
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0

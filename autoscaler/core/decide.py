@@ -249,8 +249,10 @@ def decide(
     state = record_recommendation(state, replicas=max(desired, floor), behavior=behavior, now=now)
     steps.append(StepTrace("stabilize", desired, stabilized.replicas, stabilized.message))
     by_forecast = floor > stabilized.replicas and floor > current
-    if by_forecast:
-        stabilized = replace(stabilized, replicas=floor, reason=Reason.PREDICTIVE)
+    if floor > stabilized.replicas:
+        # Up to the floor; and a scale-down stops at it (going below what the forecast asks for one
+        # load time ahead would only come back up next tick).
+        stabilized = replace(stabilized, replicas=floor, reason=Reason.PREDICTIVE if by_forecast else stabilized.reason)
 
     # Step: rate_limit (behavior policies), then the min/max clamp.
     limited = limit_rate(

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 DEFAULT_LOAD_TIME_S = 180.0
+SHORT_HISTORY = "short-history"  # the forecaster's model name before it has scored enough forecasts
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,9 @@ def plan_predictive(
         quantile=spec.quantile,
         seasonality_s=spec.seasonality_s,
     )
-    if forecast is None:
+    if forecast is None or forecast.model == SHORT_HISTORY:
+        # Not calibrated yet (too few scored forecasts at this horizon): its band is the recent max,
+        # and one glitch sample would pin the fleet high. The reactive proposal decides until then.
         return None
     capacity_milli = policy.metric(spec.metric).target.milli
     needed = math.ceil(to_milli(max(forecast.upper, 0.0)) / capacity_milli)
@@ -96,10 +99,8 @@ def plan_predictive(
 
 def placeholder_pods(policy: ScalingPolicy, plan: PredictivePlan | None, desired: int) -> int | None:
     pool = policy.warm_pool
-    if pool is None or pool.placeholder is None:
-        return None
-    if plan is None:
-        return 0
+    if pool is None or pool.placeholder is None or plan is None:
+        return None  # no forecast this tick (e.g. a signal outage): leave the placeholder as it is
     want = plan.uncapped + (pool.max_spare - pool.min_spare) - desired
     return pool.placeholder.pods_per_replica * max(0, min(want, pool.max_spare))
 

@@ -485,6 +485,9 @@ class LoadResult:
     policies: list[ScalingPolicy] = field(default_factory=list)
     errors: list[PolicyError] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    failed_files: set[str] = field(default_factory=set)
+    """Files with a document that did not load, even when its error points at another file (a value
+    that came from broken or conflicting defaults)."""
 
     def by_file(self) -> dict[str, list[ScalingPolicy]]:
         out: dict[str, list[ScalingPolicy]] = {name: [] for name in self.files}
@@ -644,6 +647,7 @@ def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.Pat
                     where = where[:-1]
                 located = _Doc(origin.get(where, doc.file), doc.index, merged, lines)
                 result.errors.append(located.error(issue))
+            result.failed_files.add(doc.file)  # the error may point at the defaults; the policy is here
             continue
         assert policy is not None
         if policy.key in seen:
@@ -659,6 +663,7 @@ def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.Pat
             continue
         seen[policy.key] = policy.source
         result.policies.append(policy)
+    result.failed_files.update(error.file for error in result.errors)
     result.errors.sort(key=lambda e: (e.file, e.line or 0))
     return result
 

@@ -145,6 +145,8 @@ class KubeActuator:
             if status.get("phase") != "Running" or condition is None or condition.get("status") != "True":
                 continue
             ready += 1
+            if any(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or []):
+                continue  # its Ready time is a restart's, not the load time
             created, became_ready = (
                 _parse_time(meta.get("creationTimestamp")),
                 _parse_time(condition.get("lastTransitionTime")),
@@ -156,14 +158,16 @@ class KubeActuator:
     async def count_ready_pods(self, namespace: str, selector: str) -> int:
         return (await self.pod_summary(namespace, selector)).ready
 
-    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> bool:
+    async def scale_deployment(
+        self, namespace: str, name: str, replicas: int, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
         """Set a Deployment's replicas through its scale subresource (the warm pool's placeholder).
         Returns False when it is already there."""
         target = TargetRef("apps/v1", "Deployment", name)
         view = await self.read_scale(namespace, target)
         if view.spec_replicas == replicas:
             return False
-        await self.write_scale(namespace, target, view, replicas)
+        await self.write_scale(namespace, target, view, replicas, guard=guard)
         return True
 
     async def managing_hpas(self, namespace: str, target: TargetRef) -> list[str]:
@@ -183,7 +187,15 @@ class KubeActuator:
 
     # ------------------------------------------------------------------ writes
 
-    async def write_scale(self, namespace: str, target: TargetRef, view: ScaleView, replicas: int) -> ScaleView:
+    async def write_scale(
+        self,
+        namespace: str,
+        target: TargetRef,
+        view: ScaleView,
+        replicas: int,
+        *,
+        guard: Callable[[], bool] | None = None,
+    ) -> ScaleView:
         """``PUT .../scale`` with the resourceVersion read in ``view``: raises KubeConflict when stale."""
         body = {
             "apiVersion": "autoscaling/v1",
@@ -191,7 +203,7 @@ class KubeActuator:
             "metadata": {"name": target.name, "namespace": namespace, "resourceVersion": view.resource_version},
             "spec": {"replicas": replicas},
         }
-        done = await self.client.request("PUT", await self.scale_path(namespace, target), body=body)
+        done = await self.client.request("PUT", await self.scale_path(namespace, target), body=body, guard=guard)
         return ScaleView(
             spec_replicas=int(done.get("spec", {}).get("replicas") or 0),
             status_replicas=int(done.get("status", {}).get("replicas") or 0),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ class Controller:
         self.published: dict[str, Published] = {}
         self._persisted: dict[str, ScalerState] = {}
         self._was_leader = False
+        self._state_loaded = False
         self.last_tick_s: float | None = None
         self.started = False
 
@@ -151,33 +153,65 @@ class Controller:
         wanted = {p.key: p for p in result.policies}
         for key in list(self.entries):
             if key not in wanted:
-                del self.entries[key]
+                gone = self.entries.pop(key).policy
                 self.published.pop(key, None)
+                self.telemetry.forget(gone)  # a stale desired-replicas gauge must not keep driving KEDA
         for key, policy in wanted.items():
             entry = self.entries.get(key)
             if entry is None:
-                self.entries[key] = _Entry(policy, next_due=now, state=self._persisted.get(key, ScalerState()))
+                self.entries[key] = _Entry(policy, next_due=now, state=self._restored(key, policy, now))
             elif entry.policy != policy:
-                entry.policy = policy  # the state carries over: a policy edit is not a restart
+                old = entry.policy
+                entry.policy = policy
                 entry.next_due = min(entry.next_due, now + policy.interval_s)
+                if old.target != policy.target:
+                    # Another object: the old target's windows and events say nothing about it. Start as
+                    # the HPA does for a new target (the current count holds scale-down for a window).
+                    entry.state, entry.load_times = ScalerState(), {}
+                    self.telemetry.forget(old)
+                if old.target != policy.target or (old.predictive and old.predictive.metric) != (
+                    policy.predictive and policy.predictive.metric
+                ):
+                    entry.history, entry.warm_started = None, False  # another demand series
+                # otherwise the state carries over: editing a policy is not a restart
         self.telemetry.policies.set(len(self.entries))
         self.telemetry.policy_errors.set(len(result.errors))
 
-    async def load_state(self) -> None:
-        """Read the persisted states (at start, and whenever this replica becomes leader)."""
+    def _restored(self, key: str, policy: ScalingPolicy, now: float) -> ScalerState:
+        """The persisted state of ``key``, unless it is older than the policy's windows (a long outage):
+        then start as the HPA does after a restart, with the current count as the first recommendation,
+        rather than from expired memory that would allow an immediate scale-down."""
+        state = self._persisted.get(key)
+        if state is None:
+            return ScalerState()
+        newest = max((r.timestamp_s for r in state.recommendations), default=-math.inf)
+        behavior = policy.behavior
+        horizon = max(
+            behavior.scale_down.stabilization_window_s, behavior.scale_up.stabilization_window_s, 2 * policy.interval_s
+        )
+        if newest < now - horizon:
+            log.info("persisted state expired; starting fresh", extra={"policy": key, "age_s": now - newest})
+            return ScalerState()
+        return state
+
+    async def load_state(self, now: float | None = None) -> bool:
+        """Read the persisted states (at start, and whenever this replica becomes leader). False when
+        the read failed: the caller retries, and nothing is persisted until a read succeeded (a new
+        leader must never overwrite the state it could not read)."""
+        now = self.clock() if now is None else now
         try:
             self._persisted = await self.store.load()
         except KubeError as exc:
             log.warning("could not read persisted state: %s", exc)
-            return
+            return False
         for key, entry in self.entries.items():
             if key in self._persisted:
-                entry.state = self._persisted[key]
+                entry.state = self._restored(key, entry.policy, now)
+        return True
 
     async def _persist(self) -> None:
         states = {key: entry.state for key, entry in self.entries.items()}
-        if states != self._persisted:
-            await self.store.save(states)
+        if states != self._persisted and await self.store.save(states, guard=self.leadership.is_leader):
             self._persisted = states
 
     # ------------------------------------------------------------------ the tick
@@ -186,10 +220,11 @@ class Controller:
         """One pass: every policy that is due is decided (and acted on). Returns what happened."""
         now = self.clock() if now is None else now
         started = time.perf_counter()
+        self.last_tick_s = now  # liveness: the loop runs, whether or not anything is due
         leader = self.leadership.is_leader()
         self.telemetry.leader.set(1 if leader else 0)
-        if leader and not self._was_leader:
-            await self.load_state()
+        if leader and (not self._was_leader or not self._state_loaded):
+            self._state_loaded = await self.load_state(now)
         self._was_leader = leader
         self._sync_policies(now)
         due = [e for e in self.entries.values() if e.next_due <= now]
@@ -215,19 +250,22 @@ class Controller:
                     }
                 else:
                     readings = signals.for_policy(entry.policy)
-                return await self._process(entry, readings, now, leader)
+                try:
+                    return await self._process(entry, readings, now, leader)
+                except Exception as exc:  # one target's failure never aborts the others' tick
+                    log.exception("policy tick failed", extra={"policy": entry.policy.key})
+                    return TickRecord(entry.policy.key, now, None, None, error=f"tick failed: {exc}")
 
         records = await asyncio.gather(*(run(e) for e in due))
         for entry in due:
             # Fixed-rate schedule; a late tick does not cause a burst of catch-up ticks.
             entry.next_due = max(entry.next_due + entry.policy.interval_s, now + 0.001)
-        if self.leadership.is_leader() and not self.settings.dry_run:
+        if self.leadership.is_leader() and self._state_loaded and not self.settings.dry_run:
             try:
                 await self._persist()
             except KubeError as exc:
                 log.warning("state not persisted: %s", exc)
         self.telemetry.tick_seconds.observe(time.perf_counter() - started)
-        self.last_tick_s = now
         return list(records)
 
     async def _observe(
@@ -288,8 +326,10 @@ class Controller:
         writes = policy.mode is Mode.PATCH and not self.settings.dry_run
         wrote, conflicts, error = False, 0, ""
         if writes and decision.changes_scale and leader:
-            hpas = await self._hpas(policy)
-            if hpas:
+            hpas, hpa_error = await self._hpas(policy)
+            if hpa_error:
+                error = f"refusing to patch: could not check for HPAs managing the target ({hpa_error})"
+            elif hpas:
                 error = f"refusing to patch {policy.target.kind}/{policy.target.name}: HPA {', '.join(hpas)} manages it"
                 await self._event(
                     policy,
@@ -304,7 +344,9 @@ class Controller:
                         if not self.leadership.is_leader():  # lost the lease mid-tick: stop writing at once
                             error = "lost leadership before writing"
                             break
-                        await self.actuator.write_scale(ns, policy.target, view, decision.desired_replicas)
+                        await self.actuator.write_scale(
+                            ns, policy.target, view, decision.desired_replicas, guard=self.leadership.is_leader
+                        )
                         wrote = True
                         break
                     except KubeConflict:
@@ -313,7 +355,11 @@ class Controller:
                         if conflicts > MAX_CONFLICT_RETRIES:
                             error = f"scale write conflicted {conflicts} times; will retry next tick"
                             break
-                        observation, view = await self._observe(entry, readings, now)
+                        try:
+                            observation, view = await self._observe(entry, readings, now)
+                        except KubeError as exc:
+                            error = f"re-read after a conflict failed: {exc}"
+                            break
                         decision, unapplied = decide(observation, entry.state, policy, now, assume_applied=False)
                         if not decision.changes_scale:
                             break
@@ -331,6 +377,8 @@ class Controller:
                     f"New size: {decision.desired_replicas}; reason: {decision.reason.value}; {decision.message}",
                     view.uid,
                 )
+            elif error and error.startswith("refusing: could not check"):
+                await self._event(policy, "Warning", "FailedRescale", error, view.uid)
             elif error and not error.startswith("refusing"):
                 self.telemetry.scale_writes.labels(ns, policy.name, "error").inc()
                 await self._event(policy, "Warning", "FailedRescale", error, view.uid)
@@ -342,8 +390,9 @@ class Controller:
                 f"would scale to {decision.desired_replicas} (shadow mode, nothing written); {decision.message}",
                 view.uid,
             )
-        if writes and leader and decision.placeholder_pods is not None and policy.warm_pool is not None:
-            await self._size_placeholder(policy, decision.placeholder_pods, view.uid)
+        placeholder = decision.placeholder_pods
+        if writes and placeholder is not None and policy.warm_pool is not None and not error.startswith("refusing"):
+            await self._size_placeholder(policy, placeholder, view.uid)
         if decision.reason in (Reason.METRICS_UNAVAILABLE, Reason.FALLBACK) and leader:
             await self._event(policy, "Warning", decision.reason.value, decision.message, view.uid)
         entry.state = unapplied
@@ -368,8 +417,10 @@ class Controller:
     async def _size_placeholder(self, policy: ScalingPolicy, pods: int, uid: str) -> None:
         assert policy.warm_pool is not None and policy.warm_pool.placeholder is not None
         name = policy.warm_pool.placeholder.name
+        if not self.leadership.is_leader():  # leadership is re-checked before every write
+            return
         try:
-            if await self.actuator.scale_deployment(policy.namespace, name, pods):
+            if await self.actuator.scale_deployment(policy.namespace, name, pods, guard=self.leadership.is_leader):
                 log.info("placeholder resized", extra={"policy": policy.key, "placeholder": name, "pods": pods})
         except KubeNotFound:
             await self._event(
@@ -378,12 +429,14 @@ class Controller:
         except KubeError as exc:
             log.warning("placeholder not resized: %s", exc)
 
-    async def _hpas(self, policy: ScalingPolicy) -> list[str]:
+    async def _hpas(self, policy: ScalingPolicy) -> tuple[list[str], str]:
+        """HPAs managing the target, or an error: not knowing is not "none" (two controllers must
+        never fight over a target), so a failed check blocks the write."""
         try:
-            return await self.actuator.managing_hpas(policy.namespace, policy.target)
+            return await self.actuator.managing_hpas(policy.namespace, policy.target), ""
         except KubeError as exc:
-            log.warning("could not list HPAs (assuming none): %s", exc)
-            return []
+            log.warning("could not list HPAs; not writing", extra={"policy": policy.key, "error": str(exc)})
+            return [], str(exc)
 
     async def _event(self, policy: ScalingPolicy, type_: str, reason: str, message: str, uid: str) -> None:
         if not self.leadership.is_leader() or self.settings.dry_run:

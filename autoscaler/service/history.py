@@ -10,20 +10,18 @@ sum-type preset. Long windows are read in chunks (Prometheus caps a range query 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import Any, Protocol
 
 from autoscaler.policy.model import ScalingPolicy
 from autoscaler.presets import PRESETS
 from autoscaler.prometheus.client import PrometheusClient
 from autoscaler.prometheus.errors import PrometheusError
+from autoscaler.prometheus.ranges import summed_range
 from autoscaler.signals.promql import render_custom, target_query
 
 __all__ = ["HistorySource", "PrometheusHistory"]
 
 log = logging.getLogger("autoscaler.history")
-
-MAX_POINTS_PER_QUERY = 10_000
 
 
 class HistorySource(Protocol):
@@ -49,19 +47,10 @@ class PrometheusHistory:
         if policy.predictive is None:
             return None
         expr = self.query_for(policy)
-        totals: dict[float, float] = defaultdict(float)
-        chunk = MAX_POINTS_PER_QUERY * step_s
-        begin = start_s
         try:
-            while begin < end_s:
-                stop = min(end_s, begin + chunk)
-                result = await self.client.query_range(
-                    expr, start_s=begin, end_s=stop, step_s=step_s, context=f"warm start of {policy.key}"
-                )
-                for series in result.series:
-                    for t, value in series.points:
-                        totals[t] += value
-                begin = stop + step_s
+            totals = await summed_range(
+                self.client, expr, start_s=start_s, end_s=end_s, step_s=step_s, context=f"warm start of {policy.key}"
+            )
         except PrometheusError as exc:
             log.warning("warm start failed; forecasts start cold", extra={"policy": policy.key, "error": str(exc)})
             return None

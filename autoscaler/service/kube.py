@@ -24,6 +24,7 @@ __all__ = [
     "KubeConflict",
     "KubeError",
     "KubeForbidden",
+    "KubeGuardFailed",
     "KubeNotFound",
     "KubeUnavailable",
 ]
@@ -47,6 +48,10 @@ class KubeConflict(KubeError):
 
 class KubeForbidden(KubeError):
     pass
+
+
+class KubeGuardFailed(KubeError):
+    """A guarded request was not sent because its guard (e.g. still being leader) turned false."""
 
 
 class KubeUnavailable(KubeError):
@@ -168,14 +173,27 @@ class KubeClient:
         body: Any = None,
         params: Mapping[str, str] | None = None,
         content_type: str | None = None,
+        guard: Callable[[], bool] | None = None,
     ) -> Any:
-        """One API call. Retries 429/5xx/connection errors (not 409: conflicts are the caller's)."""
+        """One API call. Retries 429/5xx/connection errors (not 409: conflicts are the caller's).
+
+        ``guard`` is checked before every attempt, retries included: a leader's write whose lease was
+        lost while it was backing off is not sent (raises :class:`KubeGuardFailed`).
+        """
         session = await self._client()
         if body is not None and content_type is None:
             content_type = "application/json"
         url = f"{self.config.host}{path}"
         last: KubeError | None = None
         for attempt in range(self.config.retries + 1):
+            if guard is not None and not guard():
+                raise KubeGuardFailed(
+                    0,
+                    "GuardFailed",
+                    "not sent: the write's precondition (leadership) no longer holds",
+                    method=method,
+                    path=path,
+                )
             started = time.perf_counter()
             try:
                 async with session.request(

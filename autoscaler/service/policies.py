@@ -73,7 +73,7 @@ class PolicyDirectory:
             log.error("%s", error)
             return ReloadResult(True, self.current, self.errors)
         by_file = result.by_file()
-        bad_files = set(result.errors_by_file())
+        bad_files = set(result.failed_files)
         errors = list(result.errors)
         good: dict[str, tuple[ScalingPolicy, ...]] = {}
         kept: list[str] = []

@@ -16,7 +16,7 @@ import base64
 import json
 import logging
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autoscaler.core import ScalerState
@@ -55,8 +55,12 @@ class StateStore:
     async def load(self) -> dict[str, ScalerState]:
         return dict(self.saved)
 
-    async def save(self, states: Mapping[str, ScalerState]) -> None:
+    async def save(self, states: Mapping[str, ScalerState], *, guard: Callable[[], bool] | None = None) -> bool:
+        """Persist; True when written (False: not persisted, and the caller keeps it pending)."""
+        if guard is not None and not guard():
+            return False
         self.saved = dict(states)
+        return True
 
 
 class ConfigMapStateStore(StateStore):
@@ -88,13 +92,15 @@ class ConfigMapStateStore(StateStore):
             )
             return {}
 
-    async def save(self, states: Mapping[str, ScalerState]) -> None:
+    async def save(self, states: Mapping[str, ScalerState], *, guard: Callable[[], bool] | None = None) -> bool:
+        """Write the states. Every attempt is guarded (only a leader writes): after a conflict with a
+        write we did not make, it re-reads and overwrites only while the guard still holds."""
         blob = encode_states(states)
         if len(blob) > MAX_BYTES:
             log.error(
                 "state of %d policies is %d bytes, over the ConfigMap budget; not persisted", len(states), len(blob)
             )
-            return
+            return False
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -109,14 +115,14 @@ class ConfigMapStateStore(StateStore):
             try:
                 if self._rv is None:
                     done = await self.client.request(
-                        "POST", f"/api/v1/namespaces/{self.namespace}/configmaps", body=body
+                        "POST", f"/api/v1/namespaces/{self.namespace}/configmaps", body=body, guard=guard
                     )
                 else:
                     body["metadata"]["resourceVersion"] = self._rv
-                    done = await self.client.request("PUT", self.path, body=body)
+                    done = await self.client.request("PUT", self.path, body=body, guard=guard)
                 self._rv = done.get("metadata", {}).get("resourceVersion")
                 self.saved = dict(states)
-                return
+                return True
             except (KubeConflict, KubeNotFound):
                 # Someone else wrote (a previous leader) or it was deleted: take its version, overwrite.
                 try:
@@ -126,4 +132,5 @@ class ConfigMapStateStore(StateStore):
                     self._rv = None
             except KubeError as exc:
                 log.warning("state not persisted: %s", exc)
-                return
+                return False
+        return False

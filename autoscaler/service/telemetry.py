@@ -8,6 +8,7 @@ ScaledObject with a Prometheus trigger on it drives the target without our APISe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -77,17 +78,33 @@ class Telemetry:
             registry=r,
         )
         pl = ("namespace", "policy")
-        self.forecast = Gauge("inference_autoscaler_forecast_demand", "Forecast demand (median) one horizon ahead.",
-                              pl, registry=r)
-        self.forecast_upper = Gauge("inference_autoscaler_forecast_demand_upper",
-                                    "Forecast demand at the policy's quantile, one horizon ahead.", pl, registry=r)
-        self.forecast_horizon = Gauge("inference_autoscaler_forecast_horizon_seconds",
-                                      "The forecast horizon: load time + interval.", pl, registry=r)
-        self.predictive_replicas = Gauge("inference_autoscaler_predictive_replicas",
-                                         "Replicas the forecast alone asks for (with the warm pool's spares).",
-                                         pl, registry=r)
-        self.placeholder_pods = Gauge("inference_autoscaler_placeholder_pods",
-                                      "Placeholder (balloon) pods holding nodes for the warm pool.", pl, registry=r)
+        self.forecast = Gauge(
+            "inference_autoscaler_forecast_demand", "Forecast demand (median) one horizon ahead.", pl, registry=r
+        )
+        self.forecast_upper = Gauge(
+            "inference_autoscaler_forecast_demand_upper",
+            "Forecast demand at the policy's quantile, one horizon ahead.",
+            pl,
+            registry=r,
+        )
+        self.forecast_horizon = Gauge(
+            "inference_autoscaler_forecast_horizon_seconds",
+            "The forecast horizon: load time + interval.",
+            pl,
+            registry=r,
+        )
+        self.predictive_replicas = Gauge(
+            "inference_autoscaler_predictive_replicas",
+            "Replicas the forecast alone asks for (with the warm pool's spares).",
+            pl,
+            registry=r,
+        )
+        self.placeholder_pods = Gauge(
+            "inference_autoscaler_placeholder_pods",
+            "Placeholder (balloon) pods holding nodes for the warm pool.",
+            pl,
+            registry=r,
+        )
         self.decisions = Counter(
             "inference_autoscaler_decisions", "Decisions by reason.", ("namespace", "policy", "reason"), registry=r
         )
@@ -129,6 +146,27 @@ class Telemetry:
         self.leader = Gauge("inference_autoscaler_leader", "1 while this replica holds the lease.", registry=r)
         self.policies = Gauge("inference_autoscaler_policies", "Policies loaded.", registry=r)
         self.policy_errors = Gauge("inference_autoscaler_policy_errors", "Errors in the policy files.", registry=r)
+
+    def forget(self, policy: Any) -> None:
+        """Drop a removed (or retargeted) policy's series, so nothing keeps acting on a stale gauge."""
+        ns, name, target = policy.namespace, policy.name, policy.target.name
+        per_policy = (
+            self.forecast,
+            self.forecast_upper,
+            self.forecast_horizon,
+            self.predictive_replicas,
+            self.placeholder_pods,
+        )
+        for gauge in (self.desired, self.current, self.ready):
+            with contextlib.suppress(KeyError):
+                gauge.remove(ns, name, target)
+        for gauge in per_policy:
+            with contextlib.suppress(KeyError):
+                gauge.remove(ns, name)
+        for metric in policy.metrics:
+            for gauge in (self.metric_value, self.metric_target, self.metric_proposal):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(ns, name, metric.name)
 
     def observe_kube(self, verb: str, seconds: float, outcome: str) -> None:
         self.kube_seconds.labels(verb, outcome).observe(seconds)
