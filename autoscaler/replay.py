@@ -1,7 +1,9 @@
 """Replay: drive the core over a recorded observation stream (JSON lines), one decision per line.
 
 Input line:  ``{"time": 30.0, "replicas": 4, "readyReplicas": 4, "metrics": {"queue": 40.0, "gpu": null}}``
-(optional ``statusReplicas``, defaulting to ``replicas``; ``readyReplicas`` defaults to ``replicas``).
+(optional ``statusReplicas``, defaulting to ``replicas``; ``readyReplicas`` defaults to ``replicas``;
+optional ``loadTimeSeconds``, the measured load time for predictive policies). For a predictive policy
+the demand history is kept from the lines, exactly as the service and the simulator keep it.
 Output line: ``{"time": 30.0, "desiredReplicas": 8, "reason": "...", "message": "...", "proposals": {...}}``.
 
 Each tick's decision is taken as applied (the scale event is recorded at that tick's time); the next
@@ -13,10 +15,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autoscaler.core import Decision, MetricReading, Observation, ScalerState, Unavailable, decide
+from autoscaler.core.predictive import record_demand
 from autoscaler.policy.model import ScalingPolicy
 
 __all__ = ["ObservationError", "TimedObservation", "decision_record", "parse_observations", "replay"]
@@ -57,7 +60,9 @@ def parse_observations(
             raise ObservationError(f"{where}: not valid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(raw, dict):
             raise ObservationError(f"{where}: expected a JSON object")
-        unknown = sorted(set(raw) - {"time", "replicas", "readyReplicas", "statusReplicas", "metrics"})
+        unknown = sorted(
+            set(raw) - {"time", "replicas", "readyReplicas", "statusReplicas", "metrics", "loadTimeSeconds"}
+        )
         if unknown:
             raise ObservationError(f"{where}: unknown field(s) {', '.join(unknown)}")
         time_s = raw.get("time")
@@ -84,10 +89,19 @@ def parse_observations(
                 raise ObservationError(f"{where}: metrics.{name} = {value!r}: must be a number or null")
             else:
                 readings[name] = MetricReading.of(float(value))
-        yield TimedObservation(
-            float(time_s),
-            Observation(spec_replicas=replicas, ready_replicas=ready, metrics=readings, status_replicas=status),
+        load_time = raw.get("loadTimeSeconds")
+        if load_time is not None and (
+            isinstance(load_time, bool) or not isinstance(load_time, int | float) or not 0 < load_time < math.inf
+        ):
+            raise ObservationError(f"{where}: loadTimeSeconds = {load_time!r}: must be a number of seconds > 0")
+        observation = Observation(
+            spec_replicas=replicas,
+            ready_replicas=ready,
+            metrics=readings,
+            status_replicas=status,
+            load_time_s=None if load_time is None else float(load_time),
         )
+        yield TimedObservation(float(time_s), observation)
 
 
 def decision_record(time_s: float, decision: Decision) -> dict[str, Any]:
@@ -106,6 +120,11 @@ def replay(
 ) -> Iterator[tuple[TimedObservation, Decision]]:
     """Run ``decide`` over the stream, carrying the state; every decision is taken as applied."""
     state = state or ScalerState()
+    history = None
     for item in observations:
-        decision, state = decide(item.observation, state, policy, item.time_s)
-        yield item, decision
+        observation = item.observation
+        if policy.predictive is not None:  # the same history keeping as the service and the simulator
+            history = record_demand(history, policy, observation.reading(policy.predictive.metric).value, item.time_s)
+            observation = replace(observation, demand_history=history)
+        decision, state = decide(observation, state, policy, item.time_s)
+        yield TimedObservation(item.time_s, observation), decision

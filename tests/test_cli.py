@@ -173,3 +173,28 @@ def test_replay_over_the_bundled_demo_observations(capsys: pytest.CaptureFixture
     reasons = {r["reason"] for r in records}
     assert {"ScaleUpLimit", "FailedGetExternalMetric", "Fallback", "ScaleDownStabilized"} <= reasons
     assert max(r["desiredReplicas"] for r in records) > 2
+
+
+def test_replay_keeps_the_demand_history_of_a_predictive_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = POLICY.replace(
+        "  behavior:\n", "  predictive: {metric: queue, quantile: 0.9, seasonality: [daily], historyDays: 1}\n  behavior:\n"
+    )
+    (tmp_path / "p.yaml").write_text(policy)
+    # 2.5 hours of a steady queue of 10 at 15 s ticks: enough for the forecaster to calibrate
+    lines = [json.dumps({"time": 15.0 * i, "replicas": 2, "metrics": {"queue": 10.0, "gpu": 50.0},
+                         "loadTimeSeconds": 120}) for i in range(600)]
+    (tmp_path / "obs.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["replay", "--policy", str(tmp_path / "p.yaml"), "--observations", str(tmp_path / "obs.jsonl")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 600
+    from autoscaler.policy import load_policy_file
+    from autoscaler.replay import parse_observations, replay
+
+    loaded = load_policy_file(tmp_path / "p.yaml")
+    *_, (item, decision) = replay(parse_observations(lines, loaded), loaded)
+    assert item.observation.demand_history is not None and len(item.observation.demand_history.values) == 600
+    assert decision.forecast is not None and decision.forecast.point == pytest.approx(10.0)
+    assert decision.horizon_s == 120 + 15 and decision.predictive_replicas == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"time": 0, "replicas": 1, "loadTimeSeconds": -5}\n')
+    assert main(["replay", "--policy", str(tmp_path / "p.yaml"), "--observations", str(bad)]) == 1
+    assert "loadTimeSeconds = -5: must be a number of seconds > 0" in capsys.readouterr().err
