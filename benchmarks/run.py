@@ -27,6 +27,7 @@ def main() -> int:
         spec.loader.exec_module(module)
         print(f"== {name}")
         started = time.perf_counter()
+        sys.argv = [str(path)]  # each benchmark parses its own (default) options
         module.main()
         print(f"   ({time.perf_counter() - started:.1f} s)\n")
     return 0

@@ -193,10 +193,14 @@ class FleetReader:
                 pod = in_namespace[pod_name]
                 if not pod_belongs(policy.target, pod_name):
                     continue
-                kept = [s for s, labels in zip(pod.samples, pod.labels, strict=True) if labels_match(labels, wanted)]
-                if wanted and not kept:
-                    continue
-                samples.extend(kept)
+                if wanted:
+                    pairs = zip(pod.samples, pod.labels, strict=True)
+                    kept = [sample for sample, labels in pairs if labels_match(labels, wanted)]
+                    if not kept:
+                        continue
+                    samples.extend(kept)
+                else:
+                    samples.extend(pod.samples)  # no matchers: every sample (the common, hot case)
                 if pod.newest_s is not None:
                     newest[pod_name] = pod.newest_s
             readings[policy.key][spec.name] = read_target(
