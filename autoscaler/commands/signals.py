@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, signal_settings
 from autoscaler.core.model import MetricReading
 
 
@@ -25,24 +26,8 @@ def register(subparsers: Any) -> None:
         "--policies", required=True, action="append", metavar="DIR", help="policy files or directories (repeatable)"
     )
     parser.add_argument("--root", metavar="DIR", help="policy tree root for PolicyDefaults layering")
-    parser.add_argument("--prometheus", required=True, metavar="URL", help="Prometheus-compatible base URL")
     parser.add_argument("--output", choices=("json", "table"), default="table")
-    parser.add_argument("--bearer-token-file", metavar="FILE")
-    parser.add_argument(
-        "--basic-auth", metavar="USER:PASSWORD_FILE", help="basic auth; the password is read from the file"
-    )
-    parser.add_argument("--ca-file", metavar="PEM", help="CA bundle to verify the server")
-    parser.add_argument("--tenant", metavar="ID", help="sent as X-Scope-OrgID (Mimir, Cortex, Thanos)")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="per request (default 5)")
-    parser.add_argument(
-        "--scrape-interval",
-        type=float,
-        default=15.0,
-        metavar="SECONDS",
-        help="exporters' scrape interval; staleness defaults to 3x this (default 15)",
-    )
-    parser.add_argument("--staleness", type=float, metavar="SECONDS", help="staleness bound (overrides 3x scrape)")
-    parser.add_argument("--window", default="1m", help="rate window for counters and histograms (default 1m)")
+    add_prometheus_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -69,23 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _read(args: argparse.Namespace, policies: Any) -> dict[str, dict[str, Any]]:
-    from autoscaler.prometheus import PrometheusClient, PrometheusConfig
-    from autoscaler.signals import FleetReader, SignalSettings
+    from autoscaler.prometheus import PrometheusClient
+    from autoscaler.signals import FleetReader
 
-    basic: tuple[str, str] | None = None
-    if args.basic_auth:
-        user, _, password_file = args.basic_auth.partition(":")
-        with open(password_file) as handle:
-            basic = (user, handle.read().strip())
-    config = PrometheusConfig(
-        url=args.prometheus,
-        timeout_s=args.timeout,
-        bearer_token_file=args.bearer_token_file,
-        basic_auth=basic,
-        ca_file=args.ca_file,
-        tenant=args.tenant,
-    )
-    settings = SignalSettings(scrape_interval_s=args.scrape_interval, staleness_s=args.staleness, window=args.window)
+    config, settings = prometheus_config(args), signal_settings(args)
     async with PrometheusClient(config) as client:
         signals = await FleetReader(client, settings).read(policies)
     report: dict[str, dict[str, Any]] = {}
