@@ -22,12 +22,11 @@ import statistics
 import sys
 import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from prometheus_server import start_prometheus, wait_for
+from prometheus_server import exposition_server, start_prometheus, wait_for
 
 from autoscaler.policy.model import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
 from autoscaler.presets import PRESETS
@@ -55,23 +54,7 @@ class BigExporter:
         self.started = time.time()
         self.pods = [(ns, pod, i) for ns, _, pods in targets for i, pod in enumerate(pods)]
         self.labels = {pod: f'namespace="{ns}",pod="{pod}",model_name="m",engine="0"' for ns, pod, _ in self.pods}
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                body = exporter.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = exposition_server(lambda path: self.render())
         self.port = self.server.server_address[1]
 
     def render(self) -> str:

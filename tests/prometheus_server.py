@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -185,29 +185,37 @@ def render(pods: tuple[Pod, ...], *, elapsed_s: float, start_ms: int, path: str)
     return "\n".join(lines) + "\n"
 
 
+def exposition_server(render_path: Callable[[str], str]) -> ThreadingHTTPServer:
+    """An HTTP server on a free 127.0.0.1 port answering GET <path> with ``render_path(path)`` in the
+    Prometheus text format (the caller serves it from a thread or a process)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = render_path(urllib.parse.urlparse(self.path).path).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
 class Exporter:
     """Serves ``/metrics`` and ``/dcgm`` for ``pods`` on a free port, from a daemon thread."""
 
     def __init__(self, pods: tuple[Pod, ...] = FLEET) -> None:
         self.pods = pods
         self.started = time.time()
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = urllib.parse.urlparse(self.path).path
-                body = render(exporter.pods, elapsed_s=time.time() - exporter.started,
-                              start_ms=int(exporter.started * 1000), path=path).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = exposition_server(
+            lambda path: render(self.pods, elapsed_s=time.time() - self.started,
+                                start_ms=int(self.started * 1000), path=path)
+        )
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
