@@ -230,3 +230,21 @@ async def test_long_range_reads_are_chunked_and_summed() -> None:
     totals = await summed_range(fake, "x", start_s=0.0, end_s=days, step_s=step)
     assert len(fake.calls) == -(-int(days / step + 1) // MAX_POINTS_PER_QUERY)
     assert len(totals) == int(days / step) + 1 and set(totals.values()) == {2.0}
+
+
+async def test_event_correlation_memory_is_bounded() -> None:
+    from autoscaler.policy.model import TargetRef
+    from autoscaler.service.actuator import KubeActuator
+    from autoscaler.service.kube import KubeClient, KubeConfig
+
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        clock = {"t": T0}
+        client = KubeClient(KubeConfig(host=kube.url))
+        actuator = KubeActuator(client, clock=lambda: clock["t"])
+        target = TargetRef("apps/v1", "Deployment", "chat-llm")
+        for i in range(400):  # a scale change every minute for hours, each with its own message
+            clock["t"] = T0 + 60 * i
+            await actuator.record_event("team-a", target, type_="Normal", reason="ScaleUp", message=f"New size: {i}")
+        assert len(actuator._events) <= 257
+        await client.close()

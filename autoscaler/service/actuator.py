@@ -19,6 +19,8 @@ from typing import Any
 from autoscaler.policy.model import TargetRef
 from autoscaler.service.kube import KubeClient, KubeError, KubeNotFound
 
+EVENT_WINDOW_S = 600.0  # repeats of an Event within this window bump its count
+
 __all__ = ["KubeActuator", "PodSummary", "ScaleView", "TargetNotScalable"]
 
 # Kinds that need no discovery round trip.
@@ -223,7 +225,7 @@ class KubeActuator:
         message = message[:1024]
         key = (namespace, target.name, reason, "" if type_ == "Warning" else message)
         seen = self._events.get(key)
-        if seen is not None and now - seen[2] < 600:
+        if seen is not None and now - seen[2] < EVENT_WINDOW_S:
             name, count, first = seen
             patch = {"count": count + 1, "lastTimestamp": stamp, "message": message}
             try:
@@ -260,3 +262,5 @@ class KubeActuator:
         }
         await self.client.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
         self._events[key] = (name, 1, now)
+        if len(self._events) > 256:  # forget series older than the correlation window (bounded memory)
+            self._events = {k: v for k, v in self._events.items() if now - v[2] < EVENT_WINDOW_S}
