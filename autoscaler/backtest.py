@@ -19,9 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from autoscaler.core import MetricReading, Observation, ScalerState, Unavailable, decide
-from autoscaler.core.behavior import record_scale_event
-from autoscaler.core.predictive import record_demand
+from autoscaler.core import MetricReading, Unavailable
+from autoscaler.core.step import TargetReading, TargetState, note_scale_change, step
 from autoscaler.policy.model import ScalingPolicy
 from autoscaler.presets import PRESETS, SignalKind
 from autoscaler.signals.promql import quote, render_custom, target_query
@@ -95,11 +94,11 @@ async def backtest(
     replicas_query: str | None = None,
     ready_query: str | None = None,
 ) -> list[BacktestTick]:
-    step = float(step_s or policy.interval_s)
+    interval = float(step_s or policy.interval_s)
     if end_s <= start_s:
         raise BacktestError(f"--to ({end_s}) must be after --from ({start_s})")
     values = {
-        m.name: await reader.series(metric_query(policy, m.name, window), start_s=start_s, end_s=end_s, step_s=step)
+        m.name: await reader.series(metric_query(policy, m.name, window), start_s=start_s, end_s=end_s, step_s=interval)
         for m in policy.metrics
     }
     candidates = [(replicas_query, ready_query or replicas_query)] if replicas_query else replica_queries(policy)
@@ -109,43 +108,38 @@ async def backtest(
     for spec_q, ready_q in candidates:
         assert spec_q is not None and ready_q is not None
         tried.append(spec_q)
-        actual = await reader.series(spec_q, start_s=start_s, end_s=end_s, step_s=step)
+        actual = await reader.series(spec_q, start_s=start_s, end_s=end_s, step_s=interval)
         if actual:
-            ready = await reader.series(ready_q, start_s=start_s, end_s=end_s, step_s=step)
+            ready = await reader.series(ready_q, start_s=start_s, end_s=end_s, step_s=interval)
             break
     if not actual:
         raise BacktestError(
             f"no replica history for {policy.target.kind}/{policy.target.name} between the two times "
             f"(tried: {'; '.join(tried)}); pass --replicas-query"
         )
-    state = ScalerState()
-    history = None
+    state = TargetState()
     previous: int | None = None
     ticks: list[BacktestTick] = []
     for t in sorted(actual):
         spec_replicas = round(actual[t])
-        if previous is not None and spec_replicas != previous:
+        if previous is not None:
             # the target really changed since the last tick: the behavior limits count that change
-            state = record_scale_event(state, previous=previous, new=spec_replicas, behavior=policy.behavior, now=t)
+            state = note_scale_change(state, previous=previous, new=spec_replicas, policy=policy, now=t)
         previous = spec_replicas
         raw = {name: series.get(t) for name, series in values.items()}
-        readings = {name: _reading(policy, name, v) for name, v in raw.items()}
-        if policy.predictive is not None:
-            history = record_demand(history, policy, readings[policy.predictive.metric].value, t)
         ready_now = ready.get(t)
-        observation = Observation(
+        reading = TargetReading(
             spec_replicas=spec_replicas,
             ready_replicas=spec_replicas if ready_now is None or math.isnan(ready_now) else round(ready_now),
-            metrics=readings,
-            status_replicas=spec_replicas,
-            demand_history=history,
+            metrics={name: _reading(policy, name, v) for name, v in raw.items()},
+            status_replicas=None,  # history has no status.replicas series; spec stands in (TargetReading)
         )
-        decision, state = decide(observation, state, policy, t, assume_applied=False)
+        decision, state = step(reading, state, policy, t, assume_applied=False)
         ticks.append(
             BacktestTick(
                 t,
                 spec_replicas,
-                observation.ready_replicas,
+                reading.ready_replicas,
                 decision.desired_replicas,
                 decision.reason.value,
                 decision.message,

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.core import Decision, MetricReading, Observation, ScalerState, Unavailable, decide
-from autoscaler.core.predictive import record_demand
+from autoscaler.core import Decision, MetricReading, Unavailable
+from autoscaler.core.step import TargetReading, TargetState, step
 from autoscaler.policy.model import ScalingPolicy
 
 __all__ = ["ObservationError", "TimedObservation", "decision_record", "parse_observations", "replay"]
@@ -32,7 +32,7 @@ class ObservationError(ValueError):
 @dataclass(frozen=True, slots=True)
 class TimedObservation:
     time_s: float
-    observation: Observation
+    reading: TargetReading
 
 
 def _count(raw: dict[str, Any], key: str, default: int | None, where: str) -> int:
@@ -94,14 +94,15 @@ def parse_observations(
             isinstance(load_time, bool) or not isinstance(load_time, int | float) or not 0 < load_time < math.inf
         ):
             raise ObservationError(f"{where}: loadTimeSeconds = {load_time!r}: must be a number of seconds > 0")
-        observation = Observation(
+        reading = TargetReading(
             spec_replicas=replicas,
             ready_replicas=ready,
             metrics=readings,
             status_replicas=status,
-            load_time_s=None if load_time is None else float(load_time),
+            # a measured load time, as one sample of the line's own (the step keeps the samples)
+            load_times_s={} if load_time is None else {f"line-{number}": float(load_time)},
         )
-        yield TimedObservation(float(time_s), observation)
+        yield TimedObservation(float(time_s), reading)
 
 
 def decision_record(time_s: float, decision: Decision) -> dict[str, Any]:
@@ -116,15 +117,11 @@ def decision_record(time_s: float, decision: Decision) -> dict[str, Any]:
 
 
 def replay(
-    observations: Iterable[TimedObservation], policy: ScalingPolicy, state: ScalerState | None = None
-) -> Iterator[tuple[TimedObservation, Decision]]:
-    """Run ``decide`` over the stream, carrying the state; every decision is taken as applied."""
-    state = state or ScalerState()
-    history = None
+    observations: Iterable[TimedObservation], policy: ScalingPolicy, state: TargetState | None = None
+) -> Iterator[tuple[TimedObservation, Decision, TargetState]]:
+    """Run :func:`autoscaler.core.step.step` over the stream, carrying the per-target state (the
+    demand history of a predictive policy included); every decision is taken as applied."""
+    state = state or TargetState()
     for item in observations:
-        observation = item.observation
-        if policy.predictive is not None:  # the same history keeping as the service and the simulator
-            history = record_demand(history, policy, observation.reading(policy.predictive.metric).value, item.time_s)
-            observation = replace(observation, demand_history=history)
-        decision, state = decide(observation, state, policy, item.time_s)
-        yield TimedObservation(item.time_s, observation), decision
+        decision, state = step(item.reading, state, policy, item.time_s)
+        yield item, decision, state

@@ -190,8 +190,8 @@ def test_replay_keeps_the_demand_history_of_a_predictive_policy(tmp_path: Path, 
     from autoscaler.replay import parse_observations, replay
 
     loaded = load_policy_file(tmp_path / "p.yaml")
-    *_, (item, decision) = replay(parse_observations(lines, loaded), loaded)
-    assert item.observation.demand_history is not None and len(item.observation.demand_history.values) == 600
+    *_, (_item, decision, state) = replay(parse_observations(lines, loaded), loaded)
+    assert state.demand is not None and len(state.demand.values) == 600
     assert decision.forecast is not None and decision.forecast.point == pytest.approx(10.0)
     assert decision.horizon_s == 120 + 15 and decision.predictive_replicas == 2
     bad = tmp_path / "bad.jsonl"

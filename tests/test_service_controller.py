@@ -19,7 +19,7 @@ import pytest
 from kube_standin import KubeStandIn
 from service_harness import ScriptedSignals, make_controller, policy_text
 
-from autoscaler.core import ScalerState, decide
+from autoscaler.core.step import TargetState, step
 from autoscaler.service.leader import LeaseElector, LeaseSettings
 
 T0 = 1_800_000_000.0
@@ -363,8 +363,8 @@ async def test_service_and_core_make_identical_decisions(tmp_path: Path) -> None
             records.append(record)
         await client.close()
     policy = controller.entries["team-a/chat"].policy
-    state = ScalerState()
+    state = TargetState()
     for record in records:
-        decision, state = decide(record.observation, state, policy, record.time_s)
+        decision, state = step(record.reading, state, policy, record.time_s)
         assert decision == record.decision
     assert len({r.decision.desired_replicas for r in records}) > 3  # the stream exercised scaling

@@ -43,8 +43,8 @@ async def test_service_scales_on_real_signals(live_prometheus: Any, tmp_path: Pa
         controller, client = make_controller(kube.url, tmp_path, reader)
         (record,) = await controller.tick(time.time())
         await client.close()
-    assert record.observation is not None and record.decision is not None
-    metrics = record.observation.metrics
+    assert record.reading is not None and record.decision is not None
+    metrics = record.reading.metrics
     assert metrics["queue"].value == 8.0  # 3 + 5 waiting on chat-llm's two pods (chat's 100 excluded)
     assert metrics["gpu"].value == pytest.approx(70.0)  # mean of the 3 GPUs: 60, 80, 70
     # queue: ceil(8 / 2) = 4; gpu: ceil(1.4 x 2) = 3; max 4, within 2 + 4

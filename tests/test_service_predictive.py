@@ -61,15 +61,16 @@ async def test_warm_start_measured_load_time_and_placeholder(
         controller.history = PrometheusHistory(prom, window="5m")
         (record,) = await controller.tick(now)
         await client.close()
-    observation, decision = record.observation, record.decision
-    assert observation is not None and decision is not None
-    history = observation.demand_history
+    state, decision = record.state, record.decision
+    assert state is not None and decision is not None
+    history = state.demand
     assert history is not None
     recent = history.values[-200:]  # the backfilled 2 h at 15 s, read with range queries
     assert np.isfinite(recent).sum() >= 150
     assert np.nanmedian(recent) == pytest.approx(total, rel=0.02)
-    assert observation.load_time_s in (120.0, 240.0)  # the policy's p50 of the two measured load times
-    assert decision.horizon_s == observation.load_time_s + 15
+    load_time_s = state.load_time_s(controller.entries["team-a/chat"].policy)
+    assert load_time_s in (120.0, 240.0)  # the policy's p50 of the two measured load times
+    assert decision.horizon_s == load_time_s + 15
     assert decision.forecast is not None and decision.forecast.point == pytest.approx(total, rel=0.05)
     needed = math.ceil(decision.forecast.upper / 100)
     assert decision.predictive_replicas == needed + 1  # + minSpare

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
                     f"replicas {policy.min_replicas}..{policy.max_replicas}"
                 )
                 print("  ".join(f"{h:>9}" for h in header[:-1]) + "  reason / message")
-            for item, decision in replay(parse_observations(stream, policy, source), policy):
+            for item, decision, _ in replay(parse_observations(stream, policy, source), policy):
                 if args.output == "table":
-                    obs = item.observation
+                    obs = item.reading
                     cells = [f"{item.time_s:9.0f}", f"{obs.spec_replicas:9d}", f"{obs.ready_replicas:9d}"]
                     for name in names:
                         value = obs.reading(name).value

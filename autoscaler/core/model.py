@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from autoscaler.forecast import DemandHistory, Forecast
+    from autoscaler.policy.model import ScalingPolicy
 
 __all__ = [
     "Decision",
     "MetricReading",
     "Observation",
+    "Published",
     "Reason",
     "Recommendation",
     "ScaleEvent",
@@ -197,3 +199,14 @@ class Decision:
     @property
     def changes_scale(self) -> bool:
         return self.desired_replicas != self.current_replicas
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A policy's latest decision with the readings it was made from: what the external-metrics API
+    serves (and KEDA or an HPA then acts on)."""
+
+    policy: ScalingPolicy
+    decision: Decision
+    readings: Mapping[str, MetricReading]
+    time_s: float

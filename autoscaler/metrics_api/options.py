@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoscaler.core import Published
 from autoscaler.metrics_api.auth import (
     AuthenticationConfig,
     Authenticator,
@@ -27,7 +28,6 @@ from autoscaler.metrics_api.auth import (
 from autoscaler.metrics_api.responder import Responder
 from autoscaler.metrics_api.server import AUTH_CONFIGMAP_PATH, MetricsServer
 from autoscaler.metrics_api.tls import load_ca_bundle, self_signed_pair, server_context
-from autoscaler.service.controller import Published
 
 __all__ = ["ServerParts", "add_secure_serving_arguments", "build_metrics_server"]
 

@@ -33,10 +33,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.core import Reason
+from autoscaler.core import Published, Reason
 from autoscaler.core.quantity import format_milli, to_milli
 from autoscaler.metrics_api.selector import Selector, SelectorError, parse_selector
-from autoscaler.service.controller import Published
 
 __all__ = [
     "API_GROUP",

@@ -19,15 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import Enum
+from typing import Protocol
 
-from autoscaler.core import Decision, MetricReading, Observation, Reason, ScalerState, Unavailable, decide
-from autoscaler.core.decide import record_applied
-from autoscaler.core.predictive import load_time_quantile, record_demand
+from autoscaler.core import Decision, MetricReading, Published, Reason, Unavailable
+from autoscaler.core.step import TargetReading, TargetState, acknowledge, expired, retarget, step, warm_start
 from autoscaler.policy.model import Mode, ScalingPolicy
 from autoscaler.service.actuator import KubeActuator, ScaleView
 from autoscaler.service.history import HistorySource
@@ -36,7 +35,7 @@ from autoscaler.service.policies import PolicyDirectory
 from autoscaler.service.state import StateStore
 from autoscaler.service.telemetry import Telemetry
 
-__all__ = ["Controller", "ControllerSettings", "Published", "SignalSource", "TickRecord"]
+__all__ = ["Controller", "ControllerSettings", "Published", "SignalSource", "TickRecord", "WriteOutcome"]
 
 log = logging.getLogger("autoscaler.controller")
 
@@ -70,14 +69,38 @@ class ControllerSettings:
     """Targets processed at once within a tick."""
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """The latest decision of a policy, with the readings it was made from (for the metrics API)."""
+class WriteOutcome(str, Enum):
+    """What happened to a decision that changes the scale, in ``patch`` mode. Each outcome has one row
+    in :data:`OUTCOMES`: its Event, its write counter label and whether the placeholder is resized."""
 
-    policy: ScalingPolicy
-    decision: Decision
-    readings: Mapping[str, MetricReading]
-    time_s: float
+    NONE = "none"  # nothing to write (no change, not patch mode, dry run, or not the leader)
+    WRITTEN = "written"
+    HPA_PRESENT = "hpa-present"  # an HPA manages the target: two controllers must never fight over it
+    HPA_CHECK_FAILED = "hpa-check-failed"  # not knowing whether an HPA manages it is not "none"
+    CONFLICTS_EXHAUSTED = "conflicts-exhausted"
+    REREAD_FAILED = "reread-failed"
+    FAILED = "failed"
+    LOST_LEADERSHIP = "lost-leadership"
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeReport:
+    event_type: str | None  # None: no Event
+    event_reason: str
+    counter: str | None  # the scale_writes{result} label, None: not counted
+    refused: bool  # the controller refused to act on the target (placeholder left alone too)
+
+
+OUTCOMES: Mapping[WriteOutcome, OutcomeReport] = {
+    WriteOutcome.NONE: OutcomeReport(None, "", None, False),
+    WriteOutcome.WRITTEN: OutcomeReport("Normal", "", "ok", False),  # ScaleUp / ScaleDown by direction
+    WriteOutcome.HPA_PRESENT: OutcomeReport("Warning", "HPAConflict", None, True),
+    WriteOutcome.HPA_CHECK_FAILED: OutcomeReport("Warning", "FailedRescale", None, True),
+    WriteOutcome.CONFLICTS_EXHAUSTED: OutcomeReport("Warning", "FailedRescale", "error", False),
+    WriteOutcome.REREAD_FAILED: OutcomeReport("Warning", "FailedRescale", "error", False),
+    WriteOutcome.FAILED: OutcomeReport("Warning", "FailedRescale", "error", False),
+    WriteOutcome.LOST_LEADERSHIP: OutcomeReport(None, "", None, False),  # a leader no more sends nothing
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,31 +109,22 @@ class TickRecord:
 
     policy: str
     time_s: float
-    observation: Observation | None
+    reading: TargetReading | None
     decision: Decision | None
     wrote: bool = False
     error: str = ""
     conflicts: int = 0
-
-
-MAX_LOAD_SAMPLES = 64
+    outcome: WriteOutcome = WriteOutcome.NONE
+    state: TargetState | None = None
+    """The target's memory after this tick (what the next tick starts from)."""
 
 
 @dataclass(slots=True)
 class _Entry:
     policy: ScalingPolicy
     next_due: float
-    state: ScalerState = field(default_factory=ScalerState)
-    history: Any = None  # DemandHistory of the predictive metric (warm-started, then per tick)
+    state: TargetState = field(default_factory=TargetState)
     warm_started: bool = False
-    load_times: dict[str, float] = field(default_factory=dict)  # pod uid -> creation-to-Ready seconds
-
-    def load_time_s(self) -> float | None:
-        """The policy's high quantile of the measured load times (None before any pod was seen)."""
-        return load_time_quantile(self.load_times.values(), self.policy.cold_start.load_time_quantile)
-
-    def record_demand(self, value: float | None, now: float) -> None:
-        self.history = record_demand(self.history, self.policy, value, now)
 
 
 class Controller:
@@ -138,7 +152,7 @@ class Controller:
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
         self.published: dict[str, Published] = {}
-        self._persisted: dict[str, ScalerState] = {}
+        self._persisted: dict[str, TargetState] = {}
         self._was_leader = False
         self._state_loaded = False
         self.last_tick_s: float | None = None
@@ -164,34 +178,24 @@ class Controller:
                 old = entry.policy
                 entry.policy = policy
                 entry.next_due = min(entry.next_due, now + policy.interval_s)
+                entry.state = retarget(entry.state, old, policy)
                 if old.target != policy.target:
-                    # Another object: the old target's windows and events say nothing about it. Start as
-                    # the HPA does for a new target (the current count holds scale-down for a window).
-                    entry.state, entry.load_times = ScalerState(), {}
                     self.telemetry.forget(old)
-                if old.target != policy.target or (old.predictive and old.predictive.metric) != (
-                    policy.predictive and policy.predictive.metric
-                ):
-                    entry.history, entry.warm_started = None, False  # another demand series
-                # otherwise the state carries over: editing a policy is not a restart
+                if entry.state.demand is None:
+                    entry.warm_started = False  # another demand series: warm-start it again
         self.telemetry.policies.set(len(self.entries))
         self.telemetry.policy_errors.set(len(result.errors))
 
-    def _restored(self, key: str, policy: ScalingPolicy, now: float) -> ScalerState:
+    def _restored(self, key: str, policy: ScalingPolicy, now: float) -> TargetState:
         """The persisted state of ``key``, unless it is older than the policy's windows (a long outage):
         then start as the HPA does after a restart, with the current count as the first recommendation,
         rather than from expired memory that would allow an immediate scale-down."""
         state = self._persisted.get(key)
         if state is None:
-            return ScalerState()
-        newest = max((r.timestamp_s for r in state.recommendations), default=-math.inf)
-        behavior = policy.behavior
-        horizon = max(
-            behavior.scale_down.stabilization_window_s, behavior.scale_up.stabilization_window_s, 2 * policy.interval_s
-        )
-        if newest < now - horizon:
-            log.info("persisted state expired; starting fresh", extra={"policy": key, "age_s": now - newest})
-            return ScalerState()
+            return TargetState()
+        if expired(state, policy, now):
+            log.info("persisted state expired; starting fresh", extra={"policy": key})
+            return TargetState()
         return state
 
     async def load_state(self, now: float | None = None) -> bool:
@@ -206,12 +210,14 @@ class Controller:
             return False
         for key, entry in self.entries.items():
             if key in self._persisted:
-                entry.state = self._restored(key, entry.policy, now)
+                restored = self._restored(key, entry.policy, now)
+                entry.state = TargetState(restored.scaler, entry.state.demand, restored.load_times)
         return True
 
     async def _persist(self) -> None:
         states = {key: entry.state for key, entry in self.entries.items()}
-        if states != self._persisted and await self.store.save(states, guard=self.leadership.is_leader):
+        changed = _persisted_form(states) != _persisted_form(self._persisted)
+        if changed and await self.store.save(states, guard=self.leadership.is_leader):
             self._persisted = states
 
     # ------------------------------------------------------------------ the tick
@@ -268,53 +274,112 @@ class Controller:
         self.telemetry.tick_seconds.observe(time.perf_counter() - started)
         return list(records)
 
-    async def _observe(
-        self, entry: _Entry, readings: Mapping[str, MetricReading], now: float
-    ) -> tuple[Observation, ScaleView]:
+    async def _read(
+        self, entry: _Entry, readings: Mapping[str, MetricReading]
+    ) -> tuple[TargetReading, ScaleView]:
+        """Read the target for ``step``: its scale subresource and its pods, with this tick's signals."""
         policy = entry.policy
         view = await self.actuator.read_scale(policy.namespace, policy.target)
         pods = await self.actuator.pod_summary(policy.namespace, view.selector)
-        entry.load_times.update(pods.load_times)
-        while len(entry.load_times) > MAX_LOAD_SAMPLES:
-            entry.load_times.pop(next(iter(entry.load_times)))
-        observation = Observation(
+        reading = TargetReading(
             spec_replicas=view.spec_replicas,
             ready_replicas=pods.ready,
             metrics=dict(readings),
             status_replicas=view.status_replicas,
-            demand_history=entry.history,
-            load_time_s=entry.load_time_s(),
+            load_times_s=pods.load_times,
         )
-        return observation, view
+        return reading, view
 
     async def _warm_start(self, entry: _Entry, now: float) -> None:
         spec = entry.policy.predictive
         entry.warm_started = True
         if spec is None or self.history is None:
             return
-        step = entry.policy.interval_s
+        interval = entry.policy.interval_s
         try:
             history = await self.history.demand_history(
-                entry.policy, start_s=now - spec.history_days * 86400, end_s=now - step, step_s=step
+                entry.policy, start_s=now - spec.history_days * 86400, end_s=now - interval, step_s=interval
             )
         except Exception as exc:  # a warm start is an optimisation: never fatal
             log.warning("warm start failed", extra={"policy": entry.policy.key, "error": str(exc)})
             return
         if history is not None:
-            entry.history = history
-            log.info("forecast history warm-started", extra={"policy": entry.policy.key, "points": len(history.values)})
+            entry.state = warm_start(entry.state, entry.policy, history)
+            log.info("forecast history warm-started", extra={"policy": entry.policy.key, "points": len(history)})
+
+    async def _write(
+        self, entry: _Entry, readings: Mapping[str, MetricReading], now: float, reading: TargetReading,
+        view: ScaleView, decision: Decision, state: TargetState,
+    ) -> tuple[WriteOutcome, str, int, TargetReading, ScaleView, Decision, TargetState]:
+        """Write ``decision`` (leader, patch mode, a change). On a 409 re-read and step again from the
+        same input state, at most :data:`MAX_CONFLICT_RETRIES` times."""
+        policy = entry.policy
+        hpas, hpa_error = await self._hpas(policy)
+        if hpa_error:
+            return (
+                WriteOutcome.HPA_CHECK_FAILED,
+                f"refusing to patch: could not check for HPAs managing the target ({hpa_error})",
+                0, reading, view, decision, state,
+            )  # fmt: skip
+        if hpas:
+            error = f"refusing to patch {policy.target.kind}/{policy.target.name}: HPA {', '.join(hpas)} manages it"
+            return WriteOutcome.HPA_PRESENT, error, 0, reading, view, decision, state
+        conflicts = 0
+        while True:
+            if not self.leadership.is_leader():  # lost the lease mid-tick: stop writing at once
+                return WriteOutcome.LOST_LEADERSHIP, "lost leadership before writing", conflicts, reading, view, \
+                    decision, state
+            try:
+                await self.actuator.write_scale(
+                    policy.namespace, policy.target, view, decision.desired_replicas, guard=self.leadership.is_leader
+                )
+            except KubeConflict:
+                conflicts += 1
+                self.telemetry.scale_writes.labels(policy.namespace, policy.name, "conflict").inc()
+                if conflicts > MAX_CONFLICT_RETRIES:
+                    error = f"scale write conflicted {conflicts} times; will retry next tick"
+                    return WriteOutcome.CONFLICTS_EXHAUSTED, error, conflicts, reading, view, decision, state
+                try:
+                    reading, view = await self._read(entry, readings)
+                except KubeError as exc:
+                    error = f"re-read after a conflict failed: {exc}"
+                    return WriteOutcome.REREAD_FAILED, error, conflicts, reading, view, decision, state
+                decision, state = step(reading, entry.state, policy, now, assume_applied=False)
+                if not decision.changes_scale:
+                    return WriteOutcome.NONE, "", conflicts, reading, view, decision, state
+                continue
+            except KubeError as exc:
+                return WriteOutcome.FAILED, f"scale write failed: {exc}", conflicts, reading, view, decision, state
+            state = acknowledge(state, decision=decision, policy=policy, now=now)
+            return WriteOutcome.WRITTEN, "", conflicts, reading, view, decision, state
+
+    async def _report_outcome(
+        self, policy: ScalingPolicy, outcome: WriteOutcome, error: str, decision: Decision, uid: str
+    ) -> None:
+        """The one place an outcome becomes an Event, a counter and (through the caller) a log line."""
+        report = OUTCOMES[outcome]
+        if report.counter is not None:
+            self.telemetry.scale_writes.labels(policy.namespace, policy.name, report.counter).inc()
+        if report.event_type is None:
+            return
+        if outcome is WriteOutcome.WRITTEN:
+            verb = "ScaleUp" if decision.desired_replicas > decision.current_replicas else "ScaleDown"
+            message = f"New size: {decision.desired_replicas}; reason: {decision.reason.value}; {decision.message}"
+            await self._event(policy, report.event_type, verb, message, uid)
+        elif outcome is WriteOutcome.HPA_PRESENT:
+            message = f"{error}; use mode external (and point that HPA at our metrics) or delete the HPA"
+            await self._event(policy, report.event_type, report.event_reason, message, uid)
+        else:
+            await self._event(policy, report.event_type, report.event_reason, error, uid)
 
     async def _process(
         self, entry: _Entry, readings: Mapping[str, MetricReading], now: float, leader: bool
     ) -> TickRecord:
         policy = entry.policy
-        ns = policy.namespace
         if not entry.warm_started:
             await self._warm_start(entry, now)
-        if policy.predictive is not None:
-            entry.record_demand(readings.get(policy.predictive.metric, MetricReading.missing()).value, now)
         try:
-            observation, view = await self._observe(entry, readings, now)
+            reading, view = await self._read(entry, readings)
         except KubeNotFound as exc:
             log.error("target not found", extra={"policy": policy.key, "error": str(exc)})
             return TickRecord(policy.key, now, None, None, error=f"target not found: {exc.message}")
@@ -322,66 +387,14 @@ class Controller:
             log.error("target read failed", extra={"policy": policy.key, "error": str(exc)})
             return TickRecord(policy.key, now, None, None, error=str(exc))
 
-        decision, unapplied = decide(observation, entry.state, policy, now, assume_applied=False)
+        decision, state = step(reading, entry.state, policy, now, assume_applied=False)
         writes = policy.mode is Mode.PATCH and not self.settings.dry_run
-        wrote, conflicts, error = False, 0, ""
+        outcome, error, conflicts = WriteOutcome.NONE, "", 0
         if writes and decision.changes_scale and leader:
-            hpas, hpa_error = await self._hpas(policy)
-            if hpa_error:
-                error = f"refusing to patch: could not check for HPAs managing the target ({hpa_error})"
-            elif hpas:
-                error = f"refusing to patch {policy.target.kind}/{policy.target.name}: HPA {', '.join(hpas)} manages it"
-                await self._event(
-                    policy,
-                    "Warning",
-                    "HPAConflict",
-                    f"{error}; use mode external (and point that HPA at our metrics) or delete the HPA",
-                    view.uid,
-                )
-            else:
-                while True:
-                    try:
-                        if not self.leadership.is_leader():  # lost the lease mid-tick: stop writing at once
-                            error = "lost leadership before writing"
-                            break
-                        await self.actuator.write_scale(
-                            ns, policy.target, view, decision.desired_replicas, guard=self.leadership.is_leader
-                        )
-                        wrote = True
-                        break
-                    except KubeConflict:
-                        conflicts += 1
-                        self.telemetry.scale_writes.labels(ns, policy.name, "conflict").inc()
-                        if conflicts > MAX_CONFLICT_RETRIES:
-                            error = f"scale write conflicted {conflicts} times; will retry next tick"
-                            break
-                        try:
-                            observation, view = await self._observe(entry, readings, now)
-                        except KubeError as exc:
-                            error = f"re-read after a conflict failed: {exc}"
-                            break
-                        decision, unapplied = decide(observation, entry.state, policy, now, assume_applied=False)
-                        if not decision.changes_scale:
-                            break
-                    except KubeError as exc:
-                        error = f"scale write failed: {exc}"
-                        break
-            if wrote:
-                self.telemetry.scale_writes.labels(ns, policy.name, "ok").inc()
-                unapplied = record_applied(unapplied, decision=decision, policy=policy, now=now)
-                verb = "ScaleUp" if decision.desired_replicas > decision.current_replicas else "ScaleDown"
-                await self._event(
-                    policy,
-                    "Normal",
-                    verb,
-                    f"New size: {decision.desired_replicas}; reason: {decision.reason.value}; {decision.message}",
-                    view.uid,
-                )
-            elif error and error.startswith("refusing: could not check"):
-                await self._event(policy, "Warning", "FailedRescale", error, view.uid)
-            elif error and not error.startswith("refusing"):
-                self.telemetry.scale_writes.labels(ns, policy.name, "error").inc()
-                await self._event(policy, "Warning", "FailedRescale", error, view.uid)
+            outcome, error, conflicts, reading, view, decision, state = await self._write(
+                entry, readings, now, reading, view, decision, state
+            )
+            await self._report_outcome(policy, outcome, error, decision, view.uid)
         elif policy.mode is Mode.SHADOW and decision.changes_scale and leader:
             await self._event(
                 policy,
@@ -391,13 +404,14 @@ class Controller:
                 view.uid,
             )
         placeholder = decision.placeholder_pods
-        if writes and placeholder is not None and policy.warm_pool is not None and not error.startswith("refusing"):
+        if writes and placeholder is not None and policy.warm_pool is not None and not OUTCOMES[outcome].refused:
             await self._size_placeholder(policy, placeholder, view.uid)
         if decision.reason in (Reason.METRICS_UNAVAILABLE, Reason.FALLBACK) and leader:
             await self._event(policy, "Warning", decision.reason.value, decision.message, view.uid)
-        entry.state = unapplied
+        entry.state = state
         self.published[policy.key] = Published(policy, decision, dict(readings), now)
-        self._report(policy, observation, decision)
+        self._report(policy, reading, decision)
+        wrote = outcome is WriteOutcome.WRITTEN
         log.info(
             "decision",
             extra={
@@ -408,11 +422,12 @@ class Controller:
                 "reason": decision.reason.value,
                 "decision_message": decision.message,
                 "wrote": wrote,
+                "outcome": outcome.value,
                 "conflicts": conflicts,
                 **({"error": error} if error else {}),
             },
         )
-        return TickRecord(policy.key, now, observation, decision, wrote, error, conflicts)
+        return TickRecord(policy.key, now, reading, decision, wrote, error, conflicts, outcome, state)
 
     async def _size_placeholder(self, policy: ScalingPolicy, pods: int, uid: str) -> None:
         assert policy.warm_pool is not None and policy.warm_pool.placeholder is not None
@@ -453,7 +468,7 @@ class Controller:
         except KubeError as exc:
             log.warning("event not recorded: %s", exc)
 
-    def _report(self, policy: ScalingPolicy, observation: Observation, decision: Decision) -> None:
+    def _report(self, policy: ScalingPolicy, observation: TargetReading, decision: Decision) -> None:
         t = self.telemetry
         ns, name, target = policy.namespace, policy.name, policy.target.name
         t.desired.labels(ns, name, target).set(decision.desired_replicas)
@@ -501,3 +516,8 @@ class Controller:
             delay = min(max(next_due - self.clock(), 0.05), granularity_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+def _persisted_form(states: Mapping[str, TargetState]) -> dict[str, object]:
+    """What the store keeps of each state (the demand history is warm-started, not persisted)."""
+    return {key: (state.scaler, state.load_times) for key, state in states.items()}

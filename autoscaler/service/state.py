@@ -1,7 +1,8 @@
 """The core's state, persisted so that a restart or a new leader never causes a scale-down burst.
 
-Every policy's :class:`~autoscaler.core.ScalerState` (recommendations inside the stabilization
-windows, scale events inside the policy periods, the failure count) is stored in one ConfigMap in the
+Every policy's :class:`~autoscaler.core.step.TargetState` (recommendations inside the stabilization
+windows, scale events inside the policy periods, the failure count, the measured load times; not the
+demand history, which is warm-started from Prometheus) is stored in one ConfigMap in the
 autoscaler's own namespace, ``<lease name>-state``, as zlib-compressed JSON under ``binaryData``.
 Only the leader writes it, once per tick in which some state changed; a replica reads it when it
 starts and whenever it becomes leader. A policy whose state is missing starts as the HPA does, by
@@ -19,7 +20,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autoscaler.core import ScalerState
+from autoscaler.core.step import TargetState
 from autoscaler.service.kube import KubeClient, KubeConflict, KubeError, KubeNotFound
 
 __all__ = ["ConfigMapStateStore", "StateStore", "decode_states", "encode_states"]
@@ -30,17 +31,17 @@ KEY = "states.json.z"
 MAX_BYTES = 900 * 1024
 
 
-def encode_states(states: Mapping[str, ScalerState]) -> str:
+def encode_states(states: Mapping[str, TargetState]) -> str:
     raw = json.dumps({key: state.to_json() for key, state in sorted(states.items())}, separators=(",", ":"))
     return base64.b64encode(zlib.compress(raw.encode(), 9)).decode()
 
 
-def decode_states(blob: str) -> dict[str, ScalerState]:
+def decode_states(blob: str) -> dict[str, TargetState]:
     data = json.loads(zlib.decompress(base64.b64decode(blob)))
-    out: dict[str, ScalerState] = {}
+    out: dict[str, TargetState] = {}
     for key, value in data.items():
         try:
-            out[key] = ScalerState.from_json(value)
+            out[key] = TargetState.from_json(value)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring unreadable persisted state of %s: %s", key, exc)
     return out
@@ -50,12 +51,12 @@ class StateStore:
     """In-memory store (tests, dry runs): the same interface as the ConfigMap store."""
 
     def __init__(self) -> None:
-        self.saved: dict[str, ScalerState] = {}
+        self.saved: dict[str, TargetState] = {}
 
-    async def load(self) -> dict[str, ScalerState]:
+    async def load(self) -> dict[str, TargetState]:
         return dict(self.saved)
 
-    async def save(self, states: Mapping[str, ScalerState], *, guard: Callable[[], bool] | None = None) -> bool:
+    async def save(self, states: Mapping[str, TargetState], *, guard: Callable[[], bool] | None = None) -> bool:
         """Persist; True when written (False: not persisted, and the caller keeps it pending)."""
         if guard is not None and not guard():
             return False
@@ -74,7 +75,7 @@ class ConfigMapStateStore(StateStore):
     def path(self) -> str:
         return f"/api/v1/namespaces/{self.namespace}/configmaps/{self.name}"
 
-    async def load(self) -> dict[str, ScalerState]:
+    async def load(self) -> dict[str, TargetState]:
         try:
             body = await self.client.request("GET", self.path)
         except KubeNotFound:
@@ -92,7 +93,7 @@ class ConfigMapStateStore(StateStore):
             )
             return {}
 
-    async def save(self, states: Mapping[str, ScalerState], *, guard: Callable[[], bool] | None = None) -> bool:
+    async def save(self, states: Mapping[str, TargetState], *, guard: Callable[[], bool] | None = None) -> bool:
         """Write the states. Every attempt is guarded (only a leader writes): after a conflict with a
         write we did not make, it re-reads and overwrites only while the guard still holds."""
         blob = encode_states(states)

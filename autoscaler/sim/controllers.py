@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.core import MetricReading, Observation, ScalerState, decide
-from autoscaler.core.predictive import load_time_quantile, record_demand
-from autoscaler.forecast import DemandHistory
+from autoscaler.core import Decision, MetricReading
+from autoscaler.core.step import TargetReading, TargetState, step
 from autoscaler.policy.model import ScalingPolicy
 
 __all__ = [
@@ -58,7 +57,8 @@ class FleetView:
     ready_replicas: int
     in_flight: int  # running + waiting, as a proxy in front of the pods counts them
     read: Callable[[str], MetricReading]  # preset -> reading, through the metrics pipeline
-    load_times_s: tuple[float, ...] = ()  # creation -> Ready of the replicas that became ready so far
+    load_times_s: Mapping[str, float] = field(default_factory=dict)  # live Ready pod -> creation-to-Ready s
+    status_replicas: int | None = None  # the scale subresource's status.replicas (pods not being deleted)
 
 
 class Controller(Protocol):
@@ -74,32 +74,29 @@ class Controller(Protocol):
 
 
 class PolicyController:
-    """A ``ScalingPolicy`` through ``decide``: observation in, decision out, state carried as a value."""
+    """A ``ScalingPolicy`` through :func:`autoscaler.core.step.step`, the function the live service calls:
+    read, step, act. The per-target memory is a value carried from tick to tick."""
 
     def __init__(self, policy: ScalingPolicy, name: str | None = None) -> None:
         self.policy = policy
         self.name = name or policy.name
         self.interval_s = float(policy.interval_s)
-        self.state = ScalerState()
-        self.history: DemandHistory | None = None
+        self.state = TargetState()
+        self.last_decision: Decision | None = None
 
-    def tick(self, view: FleetView) -> tuple[int, str]:
-        metrics = {
-            spec.name: view.read(spec.source.preset or "")
-            for spec in self.policy.metrics
-        }
-        if self.policy.predictive is not None:  # the same history keeping as the live service
-            demand = metrics[self.policy.predictive.metric].value
-            self.history = record_demand(self.history, self.policy, demand, view.now_s)
-        observation = Observation(
+    def reading(self, view: FleetView) -> TargetReading:
+        """What the service would read at this tick: the scale subresource, the pods, the signals."""
+        return TargetReading(
             spec_replicas=view.spec_replicas,
             ready_replicas=view.ready_replicas,
-            metrics=metrics,
-            status_replicas=view.spec_replicas,
-            demand_history=self.history,
-            load_time_s=load_time_quantile(view.load_times_s, self.policy.cold_start.load_time_quantile),
+            metrics={spec.name: view.read(spec.source.preset or "") for spec in self.policy.metrics},
+            status_replicas=view.status_replicas,
+            load_times_s=view.load_times_s,
         )
-        decision, self.state = decide(observation, self.state, self.policy, view.now_s)
+
+    def tick(self, view: FleetView) -> tuple[int, str]:
+        decision, self.state = step(self.reading(view), self.state, self.policy, view.now_s)
+        self.last_decision = decision
         return decision.desired_replicas, decision.reason.value
 
 

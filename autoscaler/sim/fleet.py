@@ -234,15 +234,13 @@ class Fleet:
     def ready_replicas(self) -> int:
         return int(np.count_nonzero(self.rstate[self.live] == kernel.READY))
 
-    def load_times(self, now: float, *, newest: int = 64) -> tuple[float, ...]:
-        """Creation -> Ready of the newest replicas that became ready by ``now`` (what the service
-        measures from pod timestamps); the initial fleet, ready from the start, is not counted."""
-        n = self.replica_count
-        ready = np.flatnonzero((self.ready_at[:n] <= now) & (self.ready_at[:n] > self.created_at[:n]))
-        if ready.size == 0:
-            return ()
-        recent = ready[np.argsort(self.ready_at[ready], kind="stable")][-newest:]
-        return tuple(float(x) for x in self.ready_at[recent] - self.created_at[recent])
+    def load_times(self, now: float) -> dict[str, float]:
+        """Creation -> Ready of the live, Ready pods, by pod (what the service measures from the pods it
+        lists each tick); the initial fleet, ready from the start, has no load time to measure."""
+        ready = self.live[(self.rstate[self.live] == kernel.READY) & (self.ready_at[self.live] <= now)]
+        ready = ready[self.ready_at[ready] > self.created_at[ready]]
+        seconds = (self.ready_at[ready] - self.created_at[ready]).tolist()
+        return {f"pod-{i}": float(s) for i, s in zip(ready.tolist(), seconds, strict=True)}
 
     def waiting(self, now: float) -> int:
         """Requests arrived by ``now`` and not yet dispatched: the global queue."""

@@ -106,8 +106,7 @@ def simulate(
     scale_events = 0
     max_replicas = fleet.spec_replicas
     bar = _Progress(controller.name, float(len(steps)), progress)
-    policy = getattr(controller, "policy", None)
-    needs_load_times = policy is not None and getattr(policy, "predictive", None) is not None
+    needs_load_times = getattr(controller, "policy", None) is not None  # the service lists pods each tick
     for k, t in enumerate(steps.tolist()):
         fleet.advance(t)
         if is_collect[k]:
@@ -124,7 +123,8 @@ def simulate(
                 ready_replicas=fleet.ready_replicas,
                 in_flight=fleet.in_flight(t),
                 read=lambda preset, t=t: pipeline.read(preset, t),  # type: ignore[misc]
-                load_times_s=fleet.load_times(t) if needs_load_times else (),
+                load_times_s=fleet.load_times(t) if needs_load_times else {},
+                status_replicas=fleet.spec_replicas,  # the ReplicaSet creates its pods at once
             )
             desired, _ = controller.tick(view)
             if desired != view.spec_replicas:

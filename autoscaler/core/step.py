@@ -1,0 +1,206 @@
+"""``step``: one target, one tick. What the drivers read -> (decision, new per-target state). Pure.
+
+Every driver (the live service, the metrics-API publisher, ``replay``, ``backtest`` and the
+simulator's policy controller) does only three things: read a :class:`TargetReading`, call
+:func:`step`, act on the decision. Everything a target remembers between ticks lives in one frozen
+:class:`TargetState`: the core's :class:`~autoscaler.core.ScalerState` (windows, scale events,
+failure count), the predictive metric's demand history, and the measured load-time samples. Building
+the :class:`~autoscaler.core.Observation` from a reading and keeping that memory happen here and
+nowhere else, so "what you simulate is what runs" holds by construction.
+
+A driver that writes for real (and may fail to) calls ``step(..., assume_applied=False)`` and, once
+its write succeeded, :func:`acknowledge`. A driver that only watches a target change (``backtest``)
+records the change with :func:`note_scale_change`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from autoscaler.core.behavior import record_scale_event
+from autoscaler.core.decide import decide
+from autoscaler.core.model import Decision, MetricReading, Observation, ScalerState
+from autoscaler.core.predictive import load_time_quantile, record_demand
+from autoscaler.policy.model import ScalingPolicy
+
+if TYPE_CHECKING:
+    from autoscaler.forecast import DemandHistory
+
+__all__ = [
+    "MAX_LOAD_SAMPLES",
+    "TargetReading",
+    "TargetState",
+    "acknowledge",
+    "expired",
+    "note_scale_change",
+    "observe",
+    "retarget",
+    "step",
+    "warm_start",
+]
+
+MAX_LOAD_SAMPLES = 64
+"""Load-time samples kept per target (the newest; a quantile of 64 is stable and cheap)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReading:
+    """What a driver read for one target this tick: the scale subresource, the ready pods, the metric
+    readings, and the load times of the pods it saw (pod id -> seconds from creation to Ready).
+
+    ``status_replicas`` is the scale subresource's ``status.replicas`` (None: the driver has no such
+    count, and ``spec_replicas`` stands in, as it does for a ReplicaSet that created its pods).
+    """
+
+    spec_replicas: int
+    ready_replicas: int
+    metrics: Mapping[str, MetricReading]
+    status_replicas: int | None = None
+    load_times_s: Mapping[str, float] = field(default_factory=dict)
+
+    def reading(self, name: str) -> MetricReading:
+        return self.metrics.get(name) or MetricReading.missing(detail="not observed")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """Everything one target remembers between ticks. Frozen: ``step`` returns a new one."""
+
+    scaler: ScalerState = field(default_factory=ScalerState)
+    demand: DemandHistory | None = None
+    """The predictive metric's history on the policy's grid (None: not predictive, or not started)."""
+    load_times: tuple[tuple[str, float], ...] = ()
+    """Measured load times, oldest first, at most :data:`MAX_LOAD_SAMPLES` pods."""
+
+    def load_time_s(self, policy: ScalingPolicy) -> float | None:
+        """The policy's high quantile of the measured load times (None before any pod was seen)."""
+        return load_time_quantile((s for _, s in self.load_times), policy.cold_start.load_time_quantile)
+
+    # -- persistence: the scaler state and the load times; the demand history is warm-started from
+    # -- Prometheus instead (it is large, and Prometheus already keeps it).
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.scaler.to_json()
+        data["v"] = 2
+        if self.load_times:
+            data["load"] = [[pod, round(s, 3)] for pod, s in self.load_times]
+        return data
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> TargetState:
+        """Read a persisted state; version 1 (a bare ``ScalerState``) is still accepted."""
+        version = data.get("v")
+        if version == 1:
+            return TargetState(scaler=ScalerState.from_json(data))
+        if version != 2:
+            raise ValueError(f"unknown persisted state version {version!r}")
+        scaler = ScalerState.from_json({**data, "v": 1})
+        load = tuple((str(pod), float(s)) for pod, s in data.get("load", ()))
+        if any(not (math.isfinite(s) and s >= 0) for _, s in load):
+            raise ValueError("persisted load times must be finite and >= 0")
+        return TargetState(scaler=scaler, load_times=load[-MAX_LOAD_SAMPLES:])
+
+
+def _merge_load_times(
+    known: tuple[tuple[str, float], ...], seen: Mapping[str, float]
+) -> tuple[tuple[str, float], ...]:
+    if not seen:
+        return known
+    merged = dict(known)
+    for pod, seconds in seen.items():
+        if math.isfinite(seconds) and seconds >= 0 and pod not in merged:
+            merged[pod] = float(seconds)  # a pod's load time does not change once it was Ready
+    items = tuple(merged.items())
+    return items[-MAX_LOAD_SAMPLES:]
+
+
+def observe(
+    reading: TargetReading, state: TargetState, policy: ScalingPolicy, now: float
+) -> tuple[Observation, TargetState]:
+    """This tick's memory update and the core's observation. The only place either is built."""
+    load_times = _merge_load_times(state.load_times, reading.load_times_s)
+    demand = state.demand
+    if policy.predictive is not None:
+        demand = record_demand(demand, policy, reading.reading(policy.predictive.metric).value, now)
+    new_state = replace(state, demand=demand, load_times=load_times)
+    observation = Observation(
+        spec_replicas=reading.spec_replicas,
+        ready_replicas=reading.ready_replicas,
+        metrics=dict(reading.metrics),
+        status_replicas=reading.status_replicas,
+        demand_history=demand,
+        load_time_s=new_state.load_time_s(policy),
+    )
+    return observation, new_state
+
+
+def step(
+    reading: TargetReading,
+    state: TargetState,
+    policy: ScalingPolicy,
+    now: float,
+    *,
+    assume_applied: bool = True,
+) -> tuple[Decision, TargetState]:
+    """Decide one target at ``now`` from what was read, carrying its memory as a value.
+
+    With ``assume_applied`` (simulations, replays) the decision's scale change is recorded at
+    ``now``; a driver that writes for real passes False and calls :func:`acknowledge` after the write
+    succeeded. Calling ``step`` again from the same input state (a re-read after a 409) is safe: the
+    memory of the first call is simply not kept.
+    """
+    observation, state = observe(reading, state, policy, now)
+    decision, scaler = decide(observation, state.scaler, policy, now, assume_applied=assume_applied)
+    return decision, replace(state, scaler=scaler)
+
+
+def acknowledge(state: TargetState, *, decision: Decision, policy: ScalingPolicy, now: float) -> TargetState:
+    """Record that ``decision`` was written to the target at ``now`` (the HPA's ``storeScaleEvent``)."""
+    return note_scale_change(
+        state, previous=decision.current_replicas, new=decision.desired_replicas, policy=policy, now=now
+    )
+
+
+def note_scale_change(
+    state: TargetState, *, previous: int, new: int, policy: ScalingPolicy, now: float
+) -> TargetState:
+    """Record a scale change of the target (ours, or one observed in history) for the rate limits."""
+    if previous == new:
+        return state
+    scaler = record_scale_event(state.scaler, previous=previous, new=new, behavior=policy.behavior, now=now)
+    return replace(state, scaler=scaler)
+
+
+def warm_start(state: TargetState, policy: ScalingPolicy, history: DemandHistory | None) -> TargetState:
+    """Seed the demand history from recorded history (read before the first tick), when it fits the
+    policy's grid; the ticks then extend it as usual."""
+    if policy.predictive is None or history is None or history.step_s != policy.interval_s:
+        return state
+    return replace(state, demand=history)
+
+
+def retarget(state: TargetState, old: ScalingPolicy, new: ScalingPolicy) -> TargetState:
+    """The state to carry over when a policy is edited. Editing is not a restart, except that another
+    target starts fresh (its windows and events say nothing about the new object; the HPA too starts a
+    new target from its current count), and another demand series drops the history."""
+    if old.target != new.target:
+        return TargetState()
+    old_metric = old.predictive.metric if old.predictive else None
+    new_metric = new.predictive.metric if new.predictive else None
+    if old_metric != new_metric or old.interval_s != new.interval_s:
+        return replace(state, demand=None)
+    return state
+
+
+def expired(state: TargetState, policy: ScalingPolicy, now: float) -> bool:
+    """True when persisted memory is older than the policy's windows (a long outage): restoring it
+    would allow an immediate scale-down, so the caller starts fresh, as the HPA does after a restart."""
+    newest = max((r.timestamp_s for r in state.scaler.recommendations), default=-math.inf)
+    behavior = policy.behavior
+    horizon = max(
+        behavior.scale_down.stabilization_window_s, behavior.scale_up.stabilization_window_s, 2 * policy.interval_s
+    )
+    return newest < now - horizon
