@@ -99,7 +99,7 @@ async def backtest(
         raise BacktestError(f"--to ({end_s}) must be after --from ({start_s})")
     values = {
         m.name: await reader.series(metric_query(policy, m.name, window), start_s=start_s, end_s=end_s, step_s=interval)
-        for m in policy.metrics
+        for m in policy.signals
     }
     candidates = [(replicas_query, ready_query or replicas_query)] if replicas_query else replica_queries(policy)
     actual: Series = {}

@@ -111,11 +111,11 @@ def _gauge(
     )
 
 
-def _rate(name: str, description: str, counter: str) -> Preset:
+def _rate(name: str, description: str, counter: str, unit: str = "tokens/s") -> Preset:
     return Preset(
         name,
         description,
-        "tokens/s",
+        unit,
         _S,
         SignalKind.RATE,
         templates=(f"rate({counter}{{sel}}[{{window}}])",),
@@ -207,6 +207,12 @@ PRESETS: dict[str, Preset] = {
             "Prompt tokens/s (rate of vllm:prompt_tokens_total), summed over pods",
             "vllm:prompt_tokens_total",
         ),
+        _rate(
+            "vllm.request_rate",
+            "Completed requests/s (rate of vllm:e2e_request_latency_seconds_count), summed over pods",
+            "vllm:e2e_request_latency_seconds_count",
+            unit="requests/s",
+        ),
         _histogram(
             "vllm.e2e_latency_p95",
             "p95 end-to-end request latency (vllm:e2e_request_latency_seconds)",
@@ -216,6 +222,11 @@ PRESETS: dict[str, Preset] = {
             "vllm.ttft_p95",
             "p95 time to first token (vllm:time_to_first_token_seconds)",
             ("vllm:time_to_first_token_seconds",),
+        ),
+        _histogram(
+            "vllm.queue_time_p95",
+            "p95 time waiting for a batch slot (vllm:request_queue_time_seconds)",
+            ("vllm:request_queue_time_seconds",),
         ),
         _histogram(
             "vllm.itl_p95",
@@ -244,6 +255,24 @@ PRESETS: dict[str, Preset] = {
             _S,
             ("sglang:gen_throughput",),
             zero="SGLang reports its own throughput gauge; a reported 0 is an idle server.",
+        ),
+        _gauge(
+            "sglang.running",
+            "Requests running (sglang:num_running_reqs), summed over pods",
+            "requests",
+            _S,
+            ("sglang:num_running_reqs",),
+        ),
+        _rate(
+            "sglang.request_rate",
+            "Completed requests/s (rate of sglang:e2e_request_latency_seconds_count), summed over pods",
+            "sglang:e2e_request_latency_seconds_count",
+            unit="requests/s",
+        ),
+        _histogram(
+            "sglang.queue_time_p95",
+            "p95 time waiting in the queue (sglang:queue_time_seconds)",
+            ("sglang:queue_time_seconds",),
         ),
         _histogram(
             "sglang.ttft_p95",

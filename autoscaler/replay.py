@@ -48,7 +48,7 @@ def parse_observations(
     lines: Iterable[str], policy: ScalingPolicy, source: str = "<input>"
 ) -> Iterator[TimedObservation]:
     """Parse and check observation lines lazily; blank lines are skipped."""
-    known = [m.name for m in policy.metrics]
+    known = [m.name for m in policy.signals]
     previous_time = -math.inf
     for number, line in enumerate(lines, start=1):
         if not line.strip():

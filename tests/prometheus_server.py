@@ -84,6 +84,7 @@ def _vllm(ns: str, name: str, *, waiting: float, running: float, kv: float, gen:
                counters={"vllm:generation_tokens_total": gen, "vllm:prompt_tokens_total": prompt},
                histograms={"vllm:e2e_request_latency_seconds": spread(VLLM_E2E_BUCKETS, e2e),
                            "vllm:time_to_first_token_seconds": spread(TTFT_BUCKETS, ttft),
+                           "vllm:request_queue_time_seconds": spread(TTFT_BUCKETS, ttft),  # waits like ttft
                            itl_name: spread(ITL_BUCKETS, itl)},
                gpus=gpus or [])
 
@@ -106,12 +107,16 @@ FLEET: tuple[Pod, ...] = (
         gpus=[("0", "1", _gpu(40, 0.4, 10000, 10000)), ("0", "2", _gpu(60, 0.6, 15000, 5000))], dcgm_exported=True),
     # team-b / InferenceService assistant (KServe serverless predictor) running SGLang.
     Pod("team-b", "assistant-predictor-00001-deployment-6b8f9c7d5-kx9wz", model="qwen",
-        gauges={"sglang:num_queue_reqs": 4, "sglang:token_usage": 0.5, "sglang:gen_throughput": 900},
+        gauges={"sglang:num_queue_reqs": 4, "sglang:num_running_reqs": 5, "sglang:token_usage": 0.5,
+                "sglang:gen_throughput": 900},
         histograms={"sglang:time_to_first_token_seconds": spread(SGLANG_BUCKETS, {0.2: 3, 0.4: 5, 1.0: 2}),
+                    "sglang:queue_time_seconds": spread(SGLANG_BUCKETS, {0.2: 3, 0.4: 1}),
                     "sglang:e2e_request_latency_seconds": spread(SGLANG_BUCKETS, {2.0: 4, 4.0: 4, 8.0: 2})}),
     Pod("team-b", "assistant-predictor-00001-deployment-6b8f9c7d5-m2n4p", model="qwen",
-        gauges={"sglang:num_queue_reqs": 2, "sglang:token_usage": 0.3, "sglang:gen_throughput": 700},
+        gauges={"sglang:num_queue_reqs": 2, "sglang:num_running_reqs": 3, "sglang:token_usage": 0.3,
+                "sglang:gen_throughput": 700},
         histograms={"sglang:time_to_first_token_seconds": spread(SGLANG_BUCKETS, {0.2: 6, 0.6: 4}),
+                    "sglang:queue_time_seconds": spread(SGLANG_BUCKETS, {0.2: 2, 1.0: 2}),
                     "sglang:e2e_request_latency_seconds": spread(SGLANG_BUCKETS, {2.0: 5, 6.0: 5})}),
     # team-c: TGI, Triton, a stale pod and a NaN pod.
     Pod("team-c", "tgi-svc-5f6d7c8b9-tz2wk", gauges={"tgi_queue_size": 6},

@@ -74,7 +74,8 @@ VLLM = [("queue", "{preset: vllm.queue_depth}", "sum"), ("running", "{preset: vl
         ("gen", "{preset: vllm.generation_tokens_per_second}", "sum"),
         ("prompt", "{preset: vllm.prompt_tokens_per_second}", "sum"),
         ("e2e", "{preset: vllm.e2e_latency_p95}", "value"), ("ttft", "{preset: vllm.ttft_p95}", "value"),
-        ("itl", "{preset: vllm.itl_p95}", "value")]
+        ("itl", "{preset: vllm.itl_p95}", "value"), ("qtime", "{preset: vllm.queue_time_p95}", "value"),
+        ("done", "{preset: vllm.request_rate}", "sum")]
 DCGM = [("gpu", "{preset: dcgm.gpu_util}", "util"), ("engine", "{preset: dcgm.gr_engine_active}", "util"),
         ("fb", "{preset: dcgm.fb_used_ratio}", "util")]
 
@@ -91,6 +92,8 @@ DOCUMENTS = {
         ("queue", "{preset: sglang.queue_depth}", "sum"), ("tokens", "{preset: sglang.token_usage}", "util"),
         ("gen", "{preset: sglang.generation_tokens_per_second}", "sum"),
         ("ttft", "{preset: sglang.ttft_p95}", "value"), ("e2e", "{preset: sglang.e2e_latency_p95}", "value"),
+        ("running", "{preset: sglang.running}", "sum"), ("qtime", "{preset: sglang.queue_time_p95}", "value"),
+        ("done", "{preset: sglang.request_rate}", "sum"),
     ], api="serving.kserve.io/v1beta1"),
     "team-c/tgi.yaml": _policy("tgi", "team-c", "Deployment", "tgi-svc", [
         ("queue", "{preset: tgi.queue_depth}", "sum"), ("p95", "{preset: tgi.request_duration_p95}", "value")]),
@@ -168,6 +171,9 @@ async def test_every_preset_reads_its_targets_with_one_query_per_preset(
     itl = [p.histograms.get("vllm:inter_token_latency_seconds") or p.histograms["vllm:time_per_output_token_seconds"]
            for p in chat_llm]
     assert r["team-a/chat-llm"]["itl"] == pytest.approx(hist_expect(itl), rel=1e-6)
+    assert r["team-a/chat-llm"]["qtime"] == pytest.approx(
+        hist_expect([p.histograms["vllm:request_queue_time_seconds"] for p in chat_llm]), rel=1e-6)
+    assert r["team-a/chat-llm"]["done"] == approx(10 + 8)  # completions: the e2e histograms' counts
     assert r["team-a/chat-llm"]["gpu"] == pytest.approx(expect_gpu_avg(chat_llm, "DCGM_FI_DEV_GPU_UTIL")) == 70.0
     assert r["team-a/chat-llm"]["engine"] == pytest.approx(65.0)
     assert r["team-a/chat-llm"]["fb"] == pytest.approx(100 * (30 / 80 + 50 / 80 + 40 / 80) / 3)
@@ -188,6 +194,9 @@ async def test_every_preset_reads_its_targets_with_one_query_per_preset(
         hist_expect([p.histograms["sglang:time_to_first_token_seconds"] for p in assistant]), rel=1e-6)
     assert r["team-b/assistant"]["e2e"] == pytest.approx(
         hist_expect([p.histograms["sglang:e2e_request_latency_seconds"] for p in assistant]), rel=1e-6)
+    assert r["team-b/assistant"]["running"] == 8 and r["team-b/assistant"]["done"] == approx(10 + 10)
+    assert r["team-b/assistant"]["qtime"] == pytest.approx(
+        hist_expect([p.histograms["sglang:queue_time_seconds"] for p in assistant]), rel=1e-6)
 
     tgi = pods_of("team-c", "tgi-svc-")
     assert r["team-c/tgi"]["queue"] == 6
@@ -232,7 +241,7 @@ async def test_fleet_values_equal_prometheus_own_per_target_evaluation(
                 ours = signals.readings[policy.key][spec.name].value
                 assert ours == pytest.approx(result.samples[0].value, rel=1e-9, abs=1e-12), (policy.key, spec.name)
                 compared += 1
-    assert compared == 23
+    assert compared == 28
 
 
 async def test_queries_per_tick_do_not_grow_with_targets(

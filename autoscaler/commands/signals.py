@@ -64,7 +64,7 @@ async def _read(args: argparse.Namespace, policies: Any) -> dict[str, dict[str, 
     for policy in policies:
         entry: dict[str, Any] = {}
         unavailable: dict[str, str] = {}
-        for spec in policy.metrics:
+        for spec in policy.signals:
             reading = signals.for_policy(policy)[spec.name]
             entry[spec.name] = reading.value
             if reading.value is None:

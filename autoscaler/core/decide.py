@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 
 from autoscaler.core.behavior import limit_rate, record_recommendation, record_scale_event, stabilize
 from autoscaler.core.hpa import Tolerances, propose_average_value, propose_value
-from autoscaler.core.model import Decision, Observation, Reason, ScalerState, StepTrace
-from autoscaler.core.predictive import PredictivePlan, placeholder_pods, plan_predictive
+from autoscaler.core.model import Decision, Observation, Reason, ScalerState, StepTrace, Unavailable
+from autoscaler.core.predictive import PredictivePlan, horizon, placeholder_pods, plan_predictive
 from autoscaler.core.quantity import to_milli
+from autoscaler.core.slo import SloPlan, initial_capacity, plan_slo
 from autoscaler.policy.model import FallbackBehavior, MetricSpec, ScalingPolicy, TargetType
 
 __all__ = ["MetricProposal", "decide", "propose_for_metric", "record_applied"]
@@ -113,13 +114,17 @@ def decide(
 
     tolerances = Tolerances(behavior.scale_up.tolerance, behavior.scale_down.tolerance)
     metric_proposals = [propose_for_metric(spec, observation, tolerances) for spec in policy.metrics]
-    proposals = {p.name: p.replicas for p in metric_proposals}
-    unavailable = {
-        spec.name: (observation.reading(spec.name).unavailable or "missing")
-        for spec in policy.metrics
-        if proposals[spec.name] is None
+    unavailable_text = {
+        spec.name: (observation.reading(spec.name).unavailable or Unavailable.MISSING).value
+        for spec, proposal in zip(policy.metrics, metric_proposals, strict=True)
+        if proposal.replicas is None
     }
-    unavailable_text = {name: str(getattr(why, "value", why)) for name, why in unavailable.items()}
+    slo_plan = _slo_plan(policy, observation, now)
+    if policy.slo is not None:
+        metric_proposals.append(_slo_proposal(policy, observation, slo_plan))
+        if slo_plan is None:
+            unavailable_text[SLO] = _slo_unavailable(policy, observation)
+    proposals = {p.name: p.replicas for p in metric_proposals}
     explained = "; ".join(p.explanation for p in metric_proposals)
 
     plan: PredictivePlan | None = None
@@ -133,9 +138,9 @@ def decide(
             proposals={p.name: p.replicas for p in metric_proposals if p.replicas is not None},
             unavailable=unavailable_text,
             steps=tuple(steps),
-            forecast=plan.forecast if plan else None,
-            horizon_s=plan.horizon_s if plan else None,
-            predictive_replicas=plan.uncapped if plan else None,
+            forecast=plan.forecast if plan else slo_plan.forecast if slo_plan else None,
+            horizon_s=plan.horizon_s if plan else slo_plan.horizon_s if slo_plan else None,
+            predictive_replicas=plan.uncapped if plan else slo_plan.replicas if slo_plan else None,
             placeholder_pods=placeholder_pods(policy, plan, desired),
         )
         if assume_applied:
@@ -248,6 +253,26 @@ def decide(
     stabilized = stabilize(desired=desired, current=current, state=state, behavior=behavior, now=now)
     state = record_recommendation(state, replicas=max(desired, floor), behavior=behavior, now=now)
     steps.append(StepTrace("stabilize", desired, stabilized.replicas, stabilized.message))
+    if (
+        fallback_reason is None
+        and slo_plan is not None
+        and slo_plan.release
+        and desired < stabilized.replicas <= current
+    ):
+        # Step: release on a falling edge. A calibrated forecast already covers the next load time, so
+        # only the recommendations within one horizon matter (a replica needed again within a load time
+        # is cheaper kept than restarted), not the whole window; never below the need now.
+        recent = max(
+            (r.replicas for r in state.recommendations if r.timestamp_s > now - slo_plan.horizon_s), default=desired
+        )
+        released = max(desired, recent, slo_plan.need_now)
+        if released < stabilized.replicas:
+            note = (
+                f"released to {released}: the forecast covers the next {slo_plan.horizon_s:.0f}s, so only that "
+                "much of the scale-down window holds"
+            )
+            steps.append(StepTrace("release", stabilized.replicas, released, note))
+            stabilized = replace(stabilized, replicas=released, reason=None, message=note)
     by_forecast = floor > stabilized.replicas and floor > current
     if floor > stabilized.replicas:
         # Up to the floor; and a scale-down stops at it (going below what the forecast asks for one
@@ -288,6 +313,35 @@ def decide(
     notes = [step.note for step in steps[-2:] if step.before != step.after and step.step != "predictive"]
     message = f"{verb}: {lead}" + "".join(f"; {note}" for note in notes)
     return finish(final, reason, message, state)
+
+
+SLO = "slo"
+"""The name of an SLO policy's own proposal, beside its metrics' proposals."""
+
+
+def _slo_plan(policy: ScalingPolicy, observation: Observation, now: float) -> SloPlan | None:
+    if policy.slo is None:
+        return None
+    horizon_s, horizon_note = horizon(policy, observation)
+    capacity = observation.capacity or initial_capacity(policy.slo)
+    return plan_slo(policy, observation, capacity, horizon_s=horizon_s, horizon_note=horizon_note, now=now)
+
+
+def _slo_unavailable(policy: ScalingPolicy, observation: Observation) -> str:
+    assert policy.slo is not None
+    for spec in (policy.slo.running, policy.slo.waiting):
+        reading = observation.reading(spec.name)
+        if reading.value is None:
+            return (reading.unavailable or Unavailable.MISSING).value
+    return Unavailable.NAN.value  # broken (negative or non-finite) counts
+
+
+def _slo_proposal(policy: ScalingPolicy, observation: Observation, plan: SloPlan | None) -> MetricProposal:
+    if plan is not None:
+        return MetricProposal(SLO, plan.replicas, plan.note)
+    assert policy.slo is not None
+    why = _slo_unavailable(policy, observation)
+    return MetricProposal(SLO, None, f"{SLO} unavailable ({why}: requests in flight cannot be read)")
 
 
 def record_applied(state: ScalerState, *, decision: Decision, policy: ScalingPolicy, now: float) -> ScalerState:

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from autoscaler.core.slo import CapacityEstimate
     from autoscaler.forecast import DemandHistory, Forecast
     from autoscaler.policy.model import ScalingPolicy
 
@@ -81,6 +82,8 @@ class Observation:
     """The predictive metric's recent history (including this tick's reading), kept by the driver."""
     load_time_s: float | None = None
     """Measured high quantile of the target's pod creation -> Ready time, when known."""
+    capacity: CapacityEstimate | None = None
+    """An SLO policy's learned per-replica capacity, updated with this tick's readings."""
 
     @property
     def current_status_replicas(self) -> int:

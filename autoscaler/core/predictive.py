@@ -108,18 +108,19 @@ def placeholder_pods(policy: ScalingPolicy, plan: PredictivePlan | None, desired
 def record_demand(
     history: DemandHistory | None, policy: ScalingPolicy, value: float | None, now: float
 ) -> DemandHistory | None:
-    """The predictive metric's history with this tick's reading appended (NaN when unavailable).
-
-    Drivers (the service, the simulator) keep the history and hand it over in the observation; both
-    extend it with this one function, on the policy's own grid and bound (``historyDays``).
-    """
-    spec = policy.predictive
-    if spec is None:
+    """The demand history (the predictive metric's, or an SLO policy's requests in flight) with this
+    tick's value appended (NaN when unavailable), on the policy's grid and bound (``historyDays``).
+    Only :func:`autoscaler.core.step.observe` calls it."""
+    if policy.predictive is not None:
+        history_days = policy.predictive.history_days
+    elif policy.slo is not None:
+        history_days = policy.slo.history_days
+    else:
         return None
     from autoscaler.forecast import DemandHistory
 
     if history is None or history.step_s != policy.interval_s:
-        points = int(spec.history_days * 86400 / policy.interval_s) + 1
+        points = int(history_days * 86400 / policy.interval_s) + 1
         history = DemandHistory.empty(start_s=now, step_s=policy.interval_s, max_points=points)
     return history.append(now, math.nan if value is None else value)
 

@@ -24,6 +24,7 @@ from autoscaler.core.behavior import record_scale_event
 from autoscaler.core.decide import decide
 from autoscaler.core.model import Decision, MetricReading, Observation, ScalerState
 from autoscaler.core.predictive import load_time_quantile, record_demand
+from autoscaler.core.slo import CapacityEstimate, initial_capacity, learn_capacity
 from autoscaler.policy.model import ScalingPolicy
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ class TargetState:
     """The predictive metric's history on the policy's grid (None: not predictive, or not started)."""
     load_times: tuple[tuple[str, float], ...] = ()
     """Measured load times, oldest first, at most :data:`MAX_LOAD_SAMPLES` pods."""
+    capacity: CapacityEstimate | None = None
+    """An SLO policy's learned per-replica capacity (None: not an SLO policy, or not started)."""
 
     def load_time_s(self, policy: ScalingPolicy) -> float | None:
         """The policy's high quantile of the measured load times (None before any pod was seen)."""
@@ -87,6 +90,8 @@ class TargetState:
         data["v"] = 2
         if self.load_times:
             data["load"] = [[pod, round(s, 3)] for pod, s in self.load_times]
+        if self.capacity is not None:
+            data["cap"] = self.capacity.to_json()
         return data
 
     @staticmethod
@@ -101,7 +106,8 @@ class TargetState:
         load = tuple((str(pod), float(s)) for pod, s in data.get("load", ()))
         if any(not (math.isfinite(s) and s >= 0) for _, s in load):
             raise ValueError("persisted load times must be finite and >= 0")
-        return TargetState(scaler=scaler, load_times=load[-MAX_LOAD_SAMPLES:])
+        capacity = CapacityEstimate.from_json(data["cap"]) if "cap" in data else None
+        return TargetState(scaler=scaler, load_times=load[-MAX_LOAD_SAMPLES:], capacity=capacity)
 
 
 def _merge_load_times(
@@ -122,10 +128,24 @@ def observe(
 ) -> tuple[Observation, TargetState]:
     """This tick's memory update and the core's observation. The only place either is built."""
     load_times = _merge_load_times(state.load_times, reading.load_times_s)
-    demand = state.demand
+    demand, capacity = state.demand, state.capacity
     if policy.predictive is not None:
         demand = record_demand(demand, policy, reading.reading(policy.predictive.metric).value, now)
-    new_state = replace(state, demand=demand, load_times=load_times)
+    elif policy.slo is not None:
+        slo = policy.slo
+        running, waiting = reading.reading(slo.running.name).value, reading.reading(slo.waiting.name).value
+        in_flight = None if running is None or waiting is None else running + waiting
+        demand = record_demand(demand, policy, in_flight, now)
+        capacity = learn_capacity(
+            capacity or initial_capacity(slo),
+            slo,
+            running=running,
+            waiting=waiting,
+            latency_s=reading.reading(slo.latency.name).value,
+            ready=reading.ready_replicas,
+            now=now,
+        )
+    new_state = replace(state, demand=demand, load_times=load_times, capacity=capacity)
     observation = Observation(
         spec_replicas=reading.spec_replicas,
         ready_replicas=reading.ready_replicas,
@@ -133,6 +153,7 @@ def observe(
         status_replicas=reading.status_replicas,
         demand_history=demand,
         load_time_s=new_state.load_time_s(policy),
+        capacity=capacity,
     )
     return observation, new_state
 
@@ -188,10 +209,18 @@ def retarget(state: TargetState, old: ScalingPolicy, new: ScalingPolicy) -> Targ
     new target from its current count), and another demand series drops the history."""
     if old.target != new.target:
         return TargetState()
-    old_metric = old.predictive.metric if old.predictive else None
-    new_metric = new.predictive.metric if new.predictive else None
+    old_metric = old.predictive.metric if old.predictive else ("slo:in-flight" if old.slo else None)
+    new_metric = new.predictive.metric if new.predictive else ("slo:in-flight" if new.slo else None)
     if old_metric != new_metric or old.interval_s != new.interval_s:
-        return replace(state, demand=None)
+        state = replace(state, demand=None)
+    old_engine = old.slo.running.source.preset if old.slo else None
+    new_engine = new.slo.running.source.preset if new.slo else None
+    if old_engine != new_engine:
+        state = replace(state, capacity=None)  # another server: what was learned says nothing about it
+    elif new.slo is not None and state.capacity is not None and state.capacity.origin == "prior":
+        prior = new.slo.concurrency_prior
+        if prior is not None and (old.slo is None or old.slo.concurrency_prior != prior):
+            state = replace(state, capacity=initial_capacity(new.slo))  # a new prior replaces the old one
     return state
 
 

@@ -120,6 +120,38 @@ _SPEC = Obj(
         "mode": Enum(choices=("patch", "external", "shadow")),
         "intervalSeconds": Integer(minimum=1, maximum=3600),
         "metrics": ListOf(item=_METRIC, min_items=1),
+        "slo": Obj(
+            fields={
+                "objective": Enum(
+                    choices=("ttft", "e2e", "queue"),
+                    description="The latency bounded: time to first token, end-to-end, or queue wait.",
+                ),
+                "percentile": Number(minimum=50, maximum=99.9, description="e.g. 95 for p95."),
+                "seconds": Number(exclusive_minimum=0, maximum=3600, description="The bound on that percentile."),
+                "engine": Enum(
+                    choices=("vllm", "sglang"),
+                    description="The model server: picks the running, waiting and latency presets (default vllm).",
+                ),
+                "signal": Enum(
+                    choices=tuple(name for name, p in PRESETS.items() if p.quantile is not None),
+                    what="latency preset",
+                    where_listed="`inference-autoscaler schema` lists them",
+                    description="The latency preset the objective is read from (default: the engine's).",
+                ),
+                "concurrencyPerReplica": Number(
+                    exclusive_minimum=0,
+                    maximum=100000,
+                    description="A prior: requests in flight one replica serves within the objective. Learned.",
+                ),
+                "forecastQuantile": Number(
+                    minimum=0.5, maximum=0.999, description="Upper quantile of the demand forecast (default 0.9)."
+                ),
+                "seasonality": ListOf(item=Enum(choices=("daily", "weekly")), description="Seasonal periods."),
+                "historyDays": Number(exclusive_minimum=0, maximum=60),
+            },
+            required=("objective", "percentile", "seconds"),
+            description="A latency objective: replicas are sized from demand and a learned per-replica capacity.",
+        ),
         "behavior": Obj(fields={"scaleUp": _SCALING_RULES, "scaleDown": _SCALING_RULES}),
         "coldStart": Obj(
             fields={
@@ -170,7 +202,7 @@ _SPEC = Obj(
             },
         ),
     },
-    required=("target", "maxReplicas", "metrics"),
+    required=("target", "maxReplicas"),
 )
 
 POLICY_DOCUMENT = Obj(

@@ -26,6 +26,7 @@ from autoscaler.policy.model import (
     API_VERSION,
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
+    SLO_INPUT_TARGET,
     Behavior,
     ColdStart,
     Fallback,
@@ -41,6 +42,8 @@ from autoscaler.policy.model import (
     ScalingRule,
     ScalingRules,
     SelectPolicy,
+    Slo,
+    SloObjective,
     TargetRef,
     TargetType,
     Wake,
@@ -321,9 +324,13 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
         )
     if max_replicas < min_replicas:
         issues.append(Issue(("spec", "maxReplicas"), max_replicas, f"must be >= spec.minReplicas ({min_replicas})"))
+    if "metrics" not in spec and "slo" not in spec:
+        issues.append(
+            Issue(("spec", "metrics"), NO_VALUE, "is required unless spec.slo states a latency objective to size for")
+        )
     seen: dict[str, int] = {}
     metrics: list[MetricSpec] = []
-    for index, raw in enumerate(spec["metrics"]):
+    for index, raw in enumerate(spec.get("metrics", ())):
         if raw["name"] in seen:
             issues.append(
                 Issue(
@@ -358,6 +365,7 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
             )
         )
     predictive, warm_pool, wake, cold_start = _predictive_parts(spec, metrics, min_replicas, issues)
+    slo = _slo(spec, issues)
     raw_behavior = spec.get("behavior", {})
     behavior = Behavior(
         scale_up=_rules(raw_behavior.get("scaleUp"), DEFAULT_SCALE_UP),
@@ -383,6 +391,72 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
         predictive=predictive,
         warm_pool=warm_pool,
         wake=wake,
+        slo=slo,
+    )
+
+
+_SLO_PRESETS = {
+    # engine -> (running, waiting, {objective: latency preset})
+    "vllm": ("vllm.running", "vllm.queue_depth", "vllm.request_rate",
+             {"ttft": "vllm.ttft_p95", "e2e": "vllm.e2e_latency_p95", "queue": "vllm.queue_time_p95"}),
+    "sglang": ("sglang.running", "sglang.queue_depth", "sglang.request_rate",
+               {"ttft": "sglang.ttft_p95", "e2e": "sglang.e2e_latency_p95", "queue": "sglang.queue_time_p95"}),
+}  # fmt: skip
+
+
+def _slo_input(name: str, preset: str) -> MetricSpec:
+    # "slo:..." cannot clash with a metric name (those are [a-z0-9_-]).
+    return MetricSpec(name=f"slo:{name}", source=MetricSource(preset=preset), target=SLO_INPUT_TARGET)
+
+
+def _slo(spec: Mapping[str, Any], issues: list[Issue]) -> Slo | None:
+    raw = spec.get("slo")
+    if raw is None:
+        return None
+    base: FieldPath = ("spec", "slo")
+    objective = SloObjective(raw["objective"])
+    percentile = float(raw["percentile"])
+    engine = str(raw.get("engine", "vllm"))
+    running, waiting, completions, latency_by_objective = _SLO_PRESETS[engine]
+    signal = str(raw.get("signal", latency_by_objective[objective.value]))
+    quantile = PRESETS[signal].quantile
+    ok = True
+    if quantile is not None and abs(quantile * 100 - percentile) > 1e-9:
+        issues.append(
+            Issue(
+                (*base, "percentile"),
+                raw["percentile"],
+                f"the signal {signal} is a p{quantile * 100:g}: state the objective at p{quantile * 100:g}, or set "
+                "spec.slo.signal to a preset of that percentile",
+            )
+        )
+        ok = False
+    if "predictive" in spec:
+        issues.append(
+            Issue(
+                ("spec", "predictive"),
+                spec["predictive"],
+                "is not used with spec.slo, which forecasts its own demand (requests in flight): "
+                "remove spec.predictive",
+            )
+        )
+        ok = False
+    if not ok:
+        return None
+    seasons = tuple(_SEASONS[name] for name in raw.get("seasonality", ["daily", "weekly"]))
+    prior = raw.get("concurrencyPerReplica")
+    return Slo(
+        objective=objective,
+        percentile=percentile,
+        bound_s=float(raw["seconds"]),
+        running=_slo_input("running", running),
+        waiting=_slo_input("waiting", waiting),
+        latency=_slo_input("latency", signal),
+        completions=_slo_input("completions", completions),
+        concurrency_prior=None if prior is None else float(prior),
+        forecast_quantile=float(raw.get("forecastQuantile", 0.9)),
+        seasonality_s=seasons,
+        history_days=float(raw.get("historyDays", 7)),
     )
 
 
@@ -442,12 +516,21 @@ def _predictive_parts(
         if raw_placeholder is not None:
             placeholder = Placeholder(raw_placeholder["name"], int(raw_placeholder.get("podsPerReplica", 1)))
         warm_pool = WarmPool(min_spare=min_spare, max_spare=max_spare, placeholder=placeholder)
-        if predictive is None:
+        if predictive is None and "slo" not in spec:
             issues.append(
                 Issue(
                     ("spec", "warmPool"),
                     raw_pool,
-                    "needs spec.predictive: spares are counted on top of the forecast demand",
+                    "needs spec.predictive or spec.slo: spares are counted on top of the forecast demand",
+                )
+            )
+        elif predictive is None and (placeholder is not None or max_spare != min_spare):
+            issues.append(
+                Issue(
+                    ("spec", "warmPool"),
+                    raw_pool,
+                    "with spec.slo only minSpare is used (the SLO sizing includes the forecast): remove maxSpare "
+                    "and placeholder, or use spec.predictive",
                 )
             )
     wake = None
@@ -731,7 +814,8 @@ def policy_to_document(policy: ScalingPolicy) -> dict[str, Any]:
             "maxReplicas": policy.max_replicas,
             "mode": policy.mode.value,
             "intervalSeconds": policy.interval_s,
-            "metrics": metrics,
+            **({"metrics": metrics} if metrics else {}),
+            **_slo_document(policy),
             "behavior": {
                 "scaleUp": _rules_document(policy.behavior.scale_up),
                 "scaleDown": _rules_document(policy.behavior.scale_down),
@@ -740,6 +824,27 @@ def policy_to_document(policy: ScalingPolicy) -> dict[str, Any]:
             **_predictive_document(policy),
         },
     }
+
+
+def _slo_document(policy: ScalingPolicy) -> dict[str, Any]:
+    slo = policy.slo
+    if slo is None:
+        return {}
+    names = {v: k for k, v in _SEASONS.items()}
+    engine = "sglang" if (slo.running.source.preset or "").startswith("sglang.") else "vllm"
+    out: dict[str, Any] = {
+        "objective": slo.objective.value,
+        "percentile": slo.percentile,
+        "seconds": slo.bound_s,
+        "engine": engine,
+        "signal": slo.latency.source.preset,
+        "forecastQuantile": slo.forecast_quantile,
+        "seasonality": [names[s] for s in slo.seasonality_s],
+        "historyDays": slo.history_days,
+    }
+    if slo.concurrency_prior is not None:
+        out["concurrencyPerReplica"] = slo.concurrency_prior
+    return {"slo": out}
 
 
 def _predictive_document(policy: ScalingPolicy) -> dict[str, Any]:

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_SCALE_DOWN",
     "DEFAULT_SCALE_UP",
     "DEFAULT_TOLERANCE",
+    "SLO_INPUT_TARGET",
     "Behavior",
     "ColdStart",
     "Fallback",
@@ -39,6 +40,8 @@ __all__ = [
     "ScalingRule",
     "ScalingRules",
     "SelectPolicy",
+    "Slo",
+    "SloObjective",
     "TargetRef",
     "TargetType",
     "Wake",
@@ -217,6 +220,48 @@ class Wake:
     metric: str
 
 
+class SloObjective(str, Enum):
+    """What latency the team's objective bounds."""
+
+    TTFT = "ttft"  # time to first token
+    E2E = "e2e"  # end-to-end request latency
+    QUEUE = "queue"  # time spent waiting for a batch slot
+
+
+SLO_INPUT_TARGET = MetricTarget(TargetType.VALUE, 0, "n/a")
+"""The target of an SLO input: none. Inputs are read like metrics but propose nothing themselves."""
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    """A latency objective (``percentile`` of ``objective`` <= ``bound_s``) and how to size for it.
+
+    The core learns each target's per-replica capacity (requests in flight one replica serves while
+    the objective holds) from ``running``, ``waiting`` and ``latency``, forecasts the in-flight demand
+    over the load-time horizon, and sizes from demand, not from the backlog (:mod:`autoscaler.core.slo`).
+    """
+
+    objective: SloObjective
+    percentile: float  # e.g. 95.0
+    bound_s: float
+    running: MetricSpec  # requests being served, summed over the target's pods
+    waiting: MetricSpec  # requests queued for a slot, summed over the target's pods
+    latency: MetricSpec  # the objective's signal (a histogram quantile)
+    completions: MetricSpec  # completed requests/s: the mean time in service, by Little's law
+    concurrency_prior: float | None = None
+    """Requests in flight one replica serves within the objective, if the team knows it; learned anyway."""
+    forecast_quantile: float = 0.9
+    seasonality_s: tuple[float, ...] = (86400.0, 604800.0)
+    history_days: float = 7.0
+
+    @property
+    def inputs(self) -> tuple[MetricSpec, ...]:
+        return (self.running, self.waiting, self.latency, self.completions)
+
+    def describe(self) -> str:
+        return f"{self.objective.value} p{self.percentile:g} <= {self.bound_s:g}s"
+
+
 @dataclass(frozen=True, slots=True)
 class ScalingPolicy:
     """A validated team policy. ``source`` is ``path:line`` of its document, for messages."""
@@ -237,6 +282,12 @@ class ScalingPolicy:
     predictive: Predictive | None = None
     warm_pool: WarmPool | None = None
     wake: Wake | None = None
+    slo: Slo | None = None
+
+    @property
+    def signals(self) -> tuple[MetricSpec, ...]:
+        """Every signal read for this policy each tick: its metrics, then the SLO's inputs."""
+        return self.metrics + (self.slo.inputs if self.slo is not None else ())
 
     @property
     def key(self) -> str:
@@ -244,7 +295,7 @@ class ScalingPolicy:
         return f"{self.namespace}/{self.name}"
 
     def metric(self, name: str) -> MetricSpec:
-        for spec in self.metrics:
+        for spec in self.signals:
             if spec.name == name:
                 return spec
         raise KeyError(name)

@@ -252,7 +252,7 @@ class Controller:
                 if signals is None:
                     readings: Mapping[str, MetricReading] = {
                         m.name: MetricReading.missing(Unavailable.ERROR, "signal read failed")
-                        for m in entry.policy.metrics
+                        for m in entry.policy.signals
                     }
                 else:
                     readings = signals.for_policy(entry.policy)

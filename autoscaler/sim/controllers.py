@@ -89,7 +89,7 @@ class PolicyController:
         return TargetReading(
             spec_replicas=view.spec_replicas,
             ready_replicas=view.ready_replicas,
-            metrics={spec.name: view.read(spec.source.preset or "") for spec in self.policy.metrics},
+            metrics={spec.name: view.read(spec.source.preset or "") for spec in self.policy.signals},
             status_replicas=view.status_replicas,
             load_times_s=view.load_times_s,
         )

@@ -54,6 +54,9 @@ SIGNALS: dict[str, tuple[str, str, float]] = {
     "vllm.kv_cache_usage": ("gauge", "kv", 1.0),
     "sglang.token_usage": ("gauge", "kv", 1.0),
     "vllm.generation_tokens_per_second": ("rate", "gen_tokens", 1.0),
+    "vllm.request_rate": ("rate", "completed", 1.0),
+    "sglang.request_rate": ("rate", "completed", 1.0),
+    "sglang.running": ("gauge", "running", 1.0),
     "sglang.generation_tokens_per_second": ("rate", "gen_tokens", 1.0),
     "vllm.prompt_tokens_per_second": ("rate", "prompt_tokens", 1.0),
     "vllm.e2e_latency_p95": ("histogram", "e2e", 1.0),
@@ -126,6 +129,7 @@ class MetricsPipeline:
             "prompt_tokens": fleet.prompt_tokens[pods].copy(),
             "gen_tokens": fleet.gen_tokens[pods].copy(),
             "e2e": fleet.e2e_hist[pods].copy(),
+            "completed": fleet.e2e_hist[pods].sum(axis=1),  # the histogram's count
             "ttft": fleet.ttft_hist[pods].copy(),
             "itl": fleet.itl_hist[pods].copy(),
         }
