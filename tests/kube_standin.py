@@ -246,6 +246,19 @@ class Fault:
 
 
 @dataclass
+class Canned:
+    """A scripted answer (``respond_next``): any status, body and headers, even ones the API never sends."""
+
+    method: str
+    path: re.Pattern[str]
+    status: int
+    body: Any
+    headers: dict[str, str]
+    times: int
+    raw: bytes | None = None
+
+
+@dataclass
 class RequestRecord:
     method: str
     path: str
@@ -264,6 +277,8 @@ class KubeStandIn:
         self._rv = itertools.count(1000)
         self.requests: list[RequestRecord] = []
         self.faults: list[Fault] = []
+        self.canned: list[Canned] = []
+        self.pod_names: dict[tuple[str, str], list[str]] = {}  # (namespace, workload) -> names its pods take
         self.access_rule: Callable[[dict[str, Any]], bool] = lambda spec: True
         self.tokens: dict[str, dict[str, Any]] = {}  # bearer token -> user info (TokenReview)
         self.url = ""
@@ -307,6 +322,21 @@ class KubeStandIn:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self.faults.append(Fault(method.upper(), re.compile(path_regex), code, times, headers, reason))
 
+    def respond_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        raw: bytes | None = None,
+    ) -> None:
+        """Answer the next ``times`` matching requests with exactly this (garbage included): ``body`` as
+        JSON, or ``raw`` bytes as they are. The request is logged with ``status`` and not applied."""
+        self.canned.append(Canned(method.upper(), re.compile(path_regex), status, body, headers or {}, times, raw))
+
     def put_object(self, group: str, version: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Seed or overwrite an object directly (no HTTP), bumping its resourceVersion."""
         rtype = self.resources[(group, version, plural)]
@@ -339,8 +369,19 @@ class KubeStandIn:
         ]
 
     def add_deployment(
-        self, namespace: str, name: str, replicas: int, *, ready: int | None = None, kind: str = "deployments"
+        self,
+        namespace: str,
+        name: str,
+        replicas: int,
+        *,
+        ready: int | None = None,
+        kind: str = "deployments",
+        pod_names: list[str] | None = None,
     ) -> dict[str, Any]:
+        """``pod_names``: the names its pods take, in order (e.g. the ones an exporter reports), instead of
+        random ones; pods beyond the list get random names."""
+        if pod_names is not None:
+            self.pod_names[(namespace, name)] = list(pod_names)
         labels = {"app": name}
         obj = {
             "metadata": {"name": name, "namespace": namespace, "labels": labels, "generation": 1},
@@ -374,6 +415,8 @@ class KubeStandIn:
             n_ready = want if ready is None else min(ready, want)
             for index in range(len(pods), want):
                 pod_name = f"{name}-{index}" if p == "statefulsets" else f"{name}-7d9f8b6c5-{uuid.uuid4().hex[:5]}"
+                taken = {o["metadata"]["name"] for o in pods}
+                pod_name = next((n for n in self.pod_names.get((ns, name), []) if n not in taken), pod_name)
                 self.put_object(
                     "",
                     "v1",
@@ -403,6 +446,12 @@ class KubeStandIn:
             except json.JSONDecodeError:
                 return self._error(request, ApiError(400, "BadRequest", "the request body is not valid JSON"), None)
         user = request.headers.get("Authorization", "")
+        for canned in self.canned:
+            if canned.times > 0 and canned.method in (request.method, "*") and canned.path.search(path):
+                canned.times -= 1
+                self.requests.append(RequestRecord(request.method, path, dict(request.query), body, canned.status, user))
+                payload = canned.raw if canned.raw is not None else json.dumps(canned.body).encode()
+                return web.Response(body=payload, status=canned.status, headers=canned.headers)
         for fault in self.faults:
             if fault.times > 0 and fault.method in (request.method, "*") and fault.path.search(path):
                 fault.times -= 1

@@ -38,7 +38,7 @@ spec:
 async def test_service_scales_on_real_signals(live_prometheus: Any, tmp_path: Path) -> None:
     (tmp_path / "chat.yaml").write_text(POLICY)
     async with KubeStandIn() as kube, PrometheusClient(PrometheusConfig(url=live_prometheus.url)) as prom:
-        kube.add_deployment("team-a", "chat-llm", 2)
+        kube.add_deployment("team-a", "chat-llm", 2, pod_names=["chat-llm-7d9f8c6b5-x2x4z", "chat-llm-7d9f8c6b5-q9z7m"])
         reader = FleetReader(prom, SignalSettings(scrape_interval_s=1))
         controller, client = make_controller(kube.url, tmp_path, reader)
         (record,) = await controller.tick(time.time())

@@ -12,6 +12,14 @@
 
 Values: Prometheus sends sample values as strings; ``"NaN"``, ``"+Inf"`` and ``"-Inf"`` become the
 float specials and are *kept* here: deciding that they are unusable is the signals layer's job.
+
+Shape: an answer that is not the documented shape (``data: null``, a ``result`` that is not a list, a
+sample without a two-element ``value``, label values that are not strings...) raises
+:class:`PrometheusResponseError`, never ``AttributeError`` or ``TypeError``: a malformed answer to one
+query is that query's failure, and the signals layer turns it into "unavailable" for the metrics that
+used the query, never a failed tick for everyone. ``Retry-After`` is read as delay-seconds or an
+HTTP-date, and anything else (negative, NaN, junk) is ignored in favour of our own jittered backoff;
+either way the wait is capped at ``backoff_max_s``.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
@@ -47,6 +58,7 @@ __all__ = [
     "RangeSeries",
     "Sample",
     "Transport",
+    "retry_after_s",
 ]
 
 
@@ -238,10 +250,9 @@ class PrometheusClient:
 
     def _backoff_s(self, attempt: int, retry_after: str | None) -> float:
         if retry_after is not None:
-            try:
-                return min(self.config.backoff_max_s, max(0.0, float(retry_after)))
-            except ValueError:
-                pass  # an HTTP date: fall back to our own backoff
+            wait = retry_after_s(retry_after)
+            if wait is not None:
+                return min(self.config.backoff_max_s, wait)
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
         return self._rng.uniform(0.0, ceiling)  # full jitter: spreads a fleet of retries apart
 
@@ -306,7 +317,15 @@ class PrometheusClient:
                 f"HTTP {response.status}: unexpected answer {str(envelope)[:200]}", status=response.status,
                 context=context, url=url, query=query,
             )
-        return envelope["data"], tuple(envelope.get("warnings", ()))
+        data = envelope["data"]
+        if not isinstance(data, dict):
+            raise PrometheusResponseError(
+                f"'data' is {json.dumps(data)[:80]}, not an object", context=context, url=url, query=query
+            )
+        warnings = envelope.get("warnings") or ()
+        if not isinstance(warnings, list | tuple):
+            warnings = (str(warnings),)
+        return data, tuple(str(w) for w in warnings)
 
 
 def _with_context(error: PrometheusError, *, context: str, url: str, query: str) -> PrometheusError:
@@ -329,22 +348,83 @@ def _fmt_time(time_s: float) -> str:
     return f"{time_s:.3f}"
 
 
+_DELAY_SECONDS_MAX_DIGITS = 10
+
+
+def retry_after_s(value: str, *, now_s: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait (>= 0), or None when it is not a valid header.
+
+    RFC 9110: ``delay-seconds`` (digits only) or an ``HTTP-date``. Negative numbers, fractions, NaN,
+    ``inf`` and junk are invalid (the caller then uses its own backoff); a date in the past is 0. The
+    caller caps the result: a server never decides alone how long a tick waits.
+    """
+    text = value.strip()
+    if text.isascii() and text.isdigit():  # delay-seconds; absurdly long ones are "very long", capped by the caller
+        return float(int(text)) if len(text) <= _DELAY_SECONDS_MAX_DIGITS else math.inf
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    delay = when.timestamp() - (time.time() if now_s is None else now_s)
+    return max(0.0, delay) if math.isfinite(delay) else None
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def _items(result: Any) -> list[Any]:
+    """The elements of a vector or matrix result; ``null`` is an empty result (never zero)."""
+    return [] if result is None else _list(result, "result")
+
+
+def _labels(item: Any) -> dict[str, str]:
+    if not isinstance(item, dict):
+        raise TypeError(f"a result element is {type(item).__name__}, not an object")
+    metric = item.get("metric")
+    if metric is None:
+        return {}
+    if not isinstance(metric, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+        raise TypeError(f"labels must map strings to strings, got {str(metric)[:80]}")
+    return dict(metric)
+
+
+def _pair(point: Any) -> tuple[float, float]:
+    """``[timestamp, "value"]``: the value must be a string (Prometheus quotes it), NaN/Inf allowed."""
+    if not isinstance(point, list) or len(point) != 2 or isinstance(point[0], bool):
+        raise ValueError(f"a sample must be [timestamp, value], got {str(point)[:80]}")
+    stamp, value = point
+    if not isinstance(stamp, int | float) or not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"a sample must be [timestamp, value], got {str(point)[:80]}")
+    parsed_stamp = float(stamp)
+    if not math.isfinite(parsed_stamp):
+        raise ValueError(f"sample timestamp {stamp!r} is not finite")
+    return parsed_stamp, float(value)
+
+
 def _parse_instant(data: Mapping[str, Any], warnings: tuple[str, ...], *, context: str, url: str) -> InstantResult:
     kind = data.get("resultType")
     result = data.get("result")
     try:
         if kind == "vector":
-            samples = tuple(
-                Sample(item.get("metric", {}), float(item["value"][1]), float(item["value"][0]))
-                for item in result or ()
-            )
-        elif kind == "scalar" and isinstance(result, list):
-            samples = (Sample({}, float(result[1]), float(result[0])),)
+            samples = []
+            for item in _items(result):
+                labels = _labels(item)
+                stamp, value = _pair(item.get("value"))
+                samples.append(Sample(labels, value, stamp))
+            parsed = tuple(samples)
+        elif kind == "scalar":
+            stamp, value = _pair(result)
+            parsed = (Sample({}, value, stamp),)
         else:
             raise PrometheusResponseError(
                 f"expected a vector or scalar, got {kind!r} (a range selector needs a function such as rate())",
                 context=context, url=url,
             )
-    except (KeyError, IndexError, TypeError, ValueError) as error:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
         raise PrometheusResponseError(f"malformed {kind} result: {error}", context=context, url=url) from error
-    return InstantResult(str(kind), samples, warnings)
+    return InstantResult(str(kind), parsed, warnings)

@@ -5,6 +5,16 @@ Any kind with a scale subresource works (Deployment, StatefulSet, KServe Inferen
 custom resources): the kind is mapped to its resource through API discovery, cached. Writes are
 ``PUT .../scale`` carrying the ``resourceVersion`` that was read (optimistic concurrency: a 409
 means someone else wrote first, and the caller re-reads and re-decides).
+
+Nothing is written from garbage. A scale read is validated before anyone decides from it: it must
+carry a ``resourceVersion``, and ``spec.replicas``/``status.replicas`` must be integers in
+``[0, 2^31-1]`` (an absent ``spec.replicas`` is 0, as ``omitempty`` encodes it); anything else raises
+:class:`~autoscaler.service.kube.KubeInvalidResponse`, which the controller treats like any failed
+read: hold and report. A write is refused before it is sent (:class:`~autoscaler.service.kube.KubeUnsafeWrite`)
+unless it carries a non-empty ``resourceVersion`` precondition and a replica count in that range: an
+unconditional ``PUT`` would overwrite whatever another writer decided since our read. Pod and HPA
+lists that are not lists of objects are invalid answers too (the HPA check then fails, which blocks
+the write).
 """
 
 from __future__ import annotations
@@ -17,11 +27,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autoscaler.policy.model import TargetRef
-from autoscaler.service.kube import KubeClient, KubeError, KubeNotFound
+from autoscaler.service.kube import KubeClient, KubeError, KubeInvalidResponse, KubeNotFound, KubeUnsafeWrite
 
 EVENT_WINDOW_S = 600.0  # repeats of an Event within this window bump its count
+MAX_REPLICAS = 2**31 - 1  # int32, the API's type for replica counts
 
-__all__ = ["KubeActuator", "PodSummary", "ScaleView", "TargetNotScalable"]
+__all__ = ["MAX_REPLICAS", "KubeActuator", "PodSummary", "ScaleView", "TargetNotScalable", "parse_scale"]
 
 # Kinds that need no discovery round trip.
 _KNOWN = {
@@ -51,6 +62,45 @@ class ScaleView:
 class PodSummary:
     ready: int
     load_times: dict[str, float]  # pod uid -> seconds from creation to Ready
+    ready_pods: frozenset[str] | None = None
+    """The names of the Ready pods (None: not known, e.g. the target has no selector). The signals judge
+    coverage against them: every Ready pod must report (:func:`autoscaler.signals.coverage.covered`)."""
+
+
+def _replicas(value: object, what: str, *, default: int | None = None) -> int:
+    """A replica count from the API: an int (not a bool, not a float) in ``[0, MAX_REPLICAS]``."""
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} is {value!r}, not an integer")
+    if not 0 <= value <= MAX_REPLICAS:
+        raise ValueError(f"{what} is {value}, outside [0, {MAX_REPLICAS}]")
+    return value
+
+
+def parse_scale(body: object, *, where: str = "") -> ScaleView:
+    """A ``Scale`` answer validated (see the module doc); raises :class:`KubeInvalidResponse`."""
+    try:
+        if not isinstance(body, dict):
+            raise ValueError(f"the Scale is {type(body).__name__}, not an object")
+        meta, spec, status = body.get("metadata"), body.get("spec") or {}, body.get("status") or {}
+        if not isinstance(meta, dict) or not isinstance(spec, dict) or not isinstance(status, dict):
+            raise ValueError("metadata, spec and status must be objects")
+        version = meta.get("resourceVersion")
+        if not isinstance(version, str) or not version:
+            raise ValueError(f"no resourceVersion ({version!r}): a write from it would have no precondition")
+        selector, uid = status.get("selector") or "", meta.get("uid") or ""
+        if not isinstance(selector, str) or not isinstance(uid, str):
+            raise ValueError("status.selector and metadata.uid must be strings")
+        return ScaleView(
+            spec_replicas=_replicas(spec.get("replicas"), "spec.replicas", default=0),  # omitempty: absent is 0
+            status_replicas=_replicas(status.get("replicas"), "status.replicas", default=0),
+            selector=selector,
+            resource_version=version,
+            uid=uid,
+        )
+    except ValueError as exc:
+        raise KubeInvalidResponse(200, "InvalidScale", f"refusing to act on the scale of {where}: {exc}") from None
 
 
 def _parse_time(text: object) -> float | None:
@@ -98,13 +148,15 @@ class KubeActuator:
                 listing = await self.client.request("GET", path)
             except KubeNotFound as exc:
                 raise TargetNotScalable(404, "NotFound", f"API {target.api_version} is not served") from exc
-            names = [
-                r["name"] for r in listing.get("resources", []) if r.get("kind") == target.kind and "/" not in r["name"]
-            ]
+            resources = listing.get("resources")
+            if not isinstance(resources, list):
+                raise KubeInvalidResponse(200, "InvalidDiscovery", f"API {target.api_version} lists no resources")
+            entries = [r for r in resources if isinstance(r, dict) and isinstance(r.get("name"), str)]
+            names = [r["name"] for r in entries if r.get("kind") == target.kind and "/" not in r["name"]]
             if not names:
                 raise TargetNotScalable(404, "NotFound", f"kind {target.kind} is not served by {target.api_version}")
             plural = names[0]
-            if f"{plural}/scale" not in {r["name"] for r in listing.get("resources", [])}:
+            if f"{plural}/scale" not in {r["name"] for r in entries}:
                 raise TargetNotScalable(422, "NoScale", f"{target.kind} has no scale subresource")
         self._plurals[key] = plural
         return plural
@@ -118,44 +170,50 @@ class KubeActuator:
     # ------------------------------------------------------------------ reads
 
     async def read_scale(self, namespace: str, target: TargetRef) -> ScaleView:
+        """The target's scale, validated: raises :class:`KubeInvalidResponse` rather than return garbage."""
         body = await self.client.request("GET", await self.scale_path(namespace, target))
-        meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
-        return ScaleView(
-            spec_replicas=int(spec.get("replicas") or 0),
-            status_replicas=int(status.get("replicas") or 0),
-            selector=str(status.get("selector") or ""),
-            resource_version=str(meta.get("resourceVersion", "")),
-            uid=str(meta.get("uid", "")),
-        )
+        return parse_scale(body, where=f"{target.kind} {namespace}/{target.name}")
 
     async def pod_summary(self, namespace: str, selector: str) -> PodSummary:
         """The target's pods: how many are Running, Ready and not being deleted (the HPA's ready count),
-        and, for the Ready ones, how long each took from creation to Ready (its load time)."""
+        their names, and, for the Ready ones, how long each took from creation to Ready (its load time)."""
         if not selector:
-            return PodSummary(0, {})
+            return PodSummary(0, {}, None)
         body = await self.client.request(
             "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}
         )
-        ready = 0
+        items = body.get("items")
+        if not isinstance(items, list) or not all(isinstance(pod, dict) for pod in items):
+            raise KubeInvalidResponse(200, "InvalidList", f"the pods of {namespace} ({selector}) are not a list")
+        names: set[str] = set()
         load_times: dict[str, float] = {}
-        for pod in body.get("items", []):
-            meta = pod.get("metadata", {})
-            if meta.get("deletionTimestamp"):
+        for pod in items:
+            meta, status = pod.get("metadata"), pod.get("status")
+            if not isinstance(meta, dict) or not isinstance(status, dict) or meta.get("deletionTimestamp"):
                 continue
-            status = pod.get("status", {})
-            condition = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+            conditions = status.get("conditions")
+            condition = next(
+                (c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"),
+                None,
+            ) if isinstance(conditions, list) else None
             if status.get("phase") != "Running" or condition is None or condition.get("status") != "True":
                 continue
-            ready += 1
-            if any(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or []):
-                continue  # its Ready time is a restart's, not the load time
+            name = meta.get("name")
+            if not isinstance(name, str) or not name:
+                continue
+            names.add(name)
+            containers = status.get("containerStatuses") or []
+            if not isinstance(containers, list) or any(
+                not isinstance(c, dict) or c.get("restartCount") not in (None, 0) for c in containers
+            ):
+                continue  # its Ready time is a restart's (or unknown), not the load time
             created, became_ready = (
                 _parse_time(meta.get("creationTimestamp")),
                 _parse_time(condition.get("lastTransitionTime")),
             )
             if created is not None and became_ready is not None and became_ready >= created:
-                load_times[str(meta.get("uid") or meta.get("name"))] = became_ready - created
-        return PodSummary(ready, load_times)
+                load_times[str(meta.get("uid") or name)] = became_ready - created
+        return PodSummary(len(names), load_times, frozenset(names))
 
     async def count_ready_pods(self, namespace: str, selector: str) -> int:
         return (await self.pod_summary(namespace, selector)).ready
@@ -173,18 +231,28 @@ class KubeActuator:
         return True
 
     async def managing_hpas(self, namespace: str, target: TargetRef) -> list[str]:
-        """Names of HPAs in the namespace whose scaleTargetRef is this target."""
+        """Names of HPAs in the namespace whose scaleTargetRef is this target. An unreadable list or HPA
+        raises :class:`KubeInvalidResponse`: not knowing is not "none"."""
         body = await self.client.request("GET", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers")
         group = _split(target.api_version)[0]
+        items = body.get("items")
+        if not isinstance(items, list):
+            raise KubeInvalidResponse(200, "InvalidList", f"the HPAs of {namespace} are not a list")
         names = []
-        for hpa in body.get("items", []):
-            ref = hpa.get("spec", {}).get("scaleTargetRef", {})
+        for hpa in items:
+            spec = hpa.get("spec") if isinstance(hpa, dict) else None
+            ref = spec.get("scaleTargetRef") if isinstance(spec, dict) else None
+            meta = hpa.get("metadata") if isinstance(hpa, dict) else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if not isinstance(ref, dict) or not isinstance(name, str):
+                raise KubeInvalidResponse(200, "InvalidHPA", f"an HPA in {namespace} is unreadable: {str(hpa)[:200]}")
+            api_version = ref.get("apiVersion")
             if (
                 ref.get("kind") == target.kind
                 and ref.get("name") == target.name
-                and _split(ref.get("apiVersion", ""))[0] == group
+                and _split(api_version if isinstance(api_version, str) else "")[0] == group
             ):
-                names.append(hpa["metadata"]["name"])
+                names.append(name)
         return names
 
     # ------------------------------------------------------------------ writes
@@ -198,7 +266,17 @@ class KubeActuator:
         *,
         guard: Callable[[], bool] | None = None,
     ) -> ScaleView:
-        """``PUT .../scale`` with the resourceVersion read in ``view``: raises KubeConflict when stale."""
+        """``PUT .../scale`` with the resourceVersion read in ``view``: raises KubeConflict when stale.
+
+        Refused before sending (:class:`KubeUnsafeWrite`) without a resourceVersion precondition, or for
+        a replica count that is not an integer in ``[0, 2^31-1]``."""
+        where = f"{target.kind} {namespace}/{target.name}"
+        if not isinstance(view.resource_version, str) or not view.resource_version:
+            raise KubeUnsafeWrite(
+                0, "NoPrecondition", f"refusing to write the scale of {where} without the resourceVersion read"
+            )
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS:
+            raise KubeUnsafeWrite(0, "InvalidReplicas", f"refusing to write replicas={replicas!r} to {where}")
         body = {
             "apiVersion": "autoscaling/v1",
             "kind": "Scale",
@@ -206,12 +284,15 @@ class KubeActuator:
             "spec": {"replicas": replicas},
         }
         done = await self.client.request("PUT", await self.scale_path(namespace, target), body=body, guard=guard)
+        try:
+            written = parse_scale(done, where=where)
+        except KubeInvalidResponse:
+            # The write was applied; only its echo is unreadable. An empty resourceVersion makes any write
+            # from this view refused: the caller must read again.
+            return ScaleView(replicas, view.status_replicas, view.selector, "", view.uid)
         return ScaleView(
-            spec_replicas=int(done.get("spec", {}).get("replicas") or 0),
-            status_replicas=int(done.get("status", {}).get("replicas") or 0),
-            selector=str(done.get("status", {}).get("selector") or view.selector),
-            resource_version=str(done.get("metadata", {}).get("resourceVersion", "")),
-            uid=view.uid,
+            written.spec_replicas, written.status_replicas, written.selector or view.selector,
+            written.resource_version, view.uid,
         )
 
     async def record_event(

@@ -34,6 +34,7 @@ from autoscaler.service.kube import KubeConflict, KubeError, KubeNotFound
 from autoscaler.service.policies import PolicyDirectory
 from autoscaler.service.state import StateStore
 from autoscaler.service.telemetry import Telemetry
+from autoscaler.signals.coverage import covered
 
 __all__ = ["Controller", "ControllerSettings", "Published", "SignalSource", "TickRecord", "WriteOutcome"]
 
@@ -281,10 +282,18 @@ class Controller:
         policy = entry.policy
         view = await self.actuator.read_scale(policy.namespace, policy.target)
         pods = await self.actuator.pod_summary(policy.namespace, view.selector)
+        # Partial is unavailable: a total over the pods that report is judged against the Ready pods.
+        metrics = covered(
+            policy,
+            readings,
+            ready_pods=pods.ready_pods,
+            spec_replicas=view.spec_replicas,
+            status_replicas=view.status_replicas,
+        )
         reading = TargetReading(
             spec_replicas=view.spec_replicas,
             ready_replicas=pods.ready,
-            metrics=dict(readings),
+            metrics=metrics,
             status_replicas=view.status_replicas,
             load_times_s=pods.load_times,
         )
@@ -409,7 +418,7 @@ class Controller:
         if decision.reason in (Reason.METRICS_UNAVAILABLE, Reason.FALLBACK) and leader:
             await self._event(policy, "Warning", decision.reason.value, decision.message, view.uid)
         entry.state = state
-        self.published[policy.key] = Published(policy, decision, dict(readings), now)
+        self.published[policy.key] = Published(policy, decision, dict(reading.metrics), now)
         self._report(policy, reading, decision)
         wrote = outcome is WriteOutcome.WRITTEN
         log.info(

@@ -4,16 +4,30 @@ Configuration comes from a kubeconfig or the in-cluster service account through 
 ``kubernetes`` package's loaders (so every auth flavour it supports works: tokens, client
 certificates, exec plugins, token refresh), then requests go over aiohttp. Errors are our own
 hierarchy, carrying the API's ``Status`` reason and message.
+
+Nothing from the wire is trusted as is:
+
+* a successful answer must be a JSON object (every Kubernetes API answer is); anything else (HTML from
+  a proxy, ``[]``, ``null``, an empty 200) raises :class:`KubeInvalidResponse`: callers treat every
+  :class:`KubeError` on a read as "hold and report", so garbage can never become a write;
+* ``Retry-After`` is read as delay-seconds or an HTTP-date; negative, fractional, NaN or junk values are
+  ignored (our own jittered backoff applies), and every wait is capped at ``backoff_max_s``. A negative
+  value would otherwise retry a 429 at once, NaN would wait forever;
+* an error ``Status``'s reason and message are cut to a bounded length before they reach logs and Events;
+* header values we send (the token, configured headers) are refused when they contain control
+  characters (a token file with a newline), as an error, not a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -25,8 +39,11 @@ __all__ = [
     "KubeError",
     "KubeForbidden",
     "KubeGuardFailed",
+    "KubeInvalidResponse",
     "KubeNotFound",
     "KubeUnavailable",
+    "KubeUnsafeWrite",
+    "retry_after_s",
 ]
 
 
@@ -58,7 +75,43 @@ class KubeUnavailable(KubeError):
     """The API could not be reached, or kept failing (429/5xx) past the retry budget."""
 
 
+class KubeInvalidResponse(KubeError):
+    """The API answered, but not with something we can trust (not a JSON object, a Scale without a
+    resourceVersion, impossible replica counts...). Never acted on: the caller holds and reports."""
+
+
+class KubeUnsafeWrite(KubeError):
+    """A write was refused before it was sent: it lacked its precondition (resourceVersion) or its value
+    is impossible. An unconditional write could overwrite someone else's decision."""
+
+
 _RETRYABLE = {429, 500, 502, 503, 504}
+_TEXT_MAX = 1000  # characters of an error's reason/message kept (logs, Events)
+_DELAY_SECONDS_MAX_DIGITS = 10
+
+
+def retry_after_s(value: str, *, now_s: float | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds (>= 0, uncapped), or None when it is not valid.
+
+    RFC 9110 allows ``delay-seconds`` (digits only) or an ``HTTP-date``; a date in the past is 0.
+    """
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(int(text)) if len(text) <= _DELAY_SECONDS_MAX_DIGITS else math.inf
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    delay = when.timestamp() - (time.time() if now_s is None else now_s)
+    return max(0.0, delay) if math.isfinite(delay) else None
+
+
+def _header_value(name: str, value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or not value.isascii():
+        raise KubeError(0, "InvalidHeader", f"refusing to send header {name}: its value has control characters")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,19 +204,22 @@ class KubeClient:
         headers = {"Accept": "application/json", "User-Agent": self.config.user_agent, **self.config.headers}
         token = self.config.token_refresh() if self.config.token_refresh else self.config.token
         if token:
+            token = token.strip()
             headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
         if content_type:
             headers["Content-Type"] = content_type
-        return headers
+        return {name: _header_value(name, value) for name, value in headers.items()}
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        """The wait before retry ``attempt + 1``: a valid ``Retry-After``, else full jitter; always within
+        ``[0, backoff_max_s]`` (a server never decides alone how long a tick stalls)."""
+        cap = max(0.0, self.config.backoff_max_s)
         if retry_after:
-            try:
-                return min(float(retry_after), self.config.backoff_max_s)
-            except ValueError:
-                pass
-        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
-        return self._rng.uniform(0, ceiling)
+            wait = retry_after_s(retry_after)
+            if wait is not None:
+                return min(wait, cap)
+        ceiling = min(cap, self.config.backoff_base_s * 2**attempt)
+        return self._rng.uniform(0, max(0.0, ceiling))
 
     async def request(
         self,
@@ -200,15 +256,27 @@ class KubeClient:
                     method, url, json=body, params=params, headers=self._headers(content_type)
                 ) as response:
                     payload: Any = None
-                    text = await response.text()
+                    text = await response.text(errors="replace")
+                    parsed = True
                     if text:
                         try:
                             payload = await response.json(content_type=None)
                         except ValueError:
-                            payload = {"message": text[:500]}
+                            payload, parsed = {"message": text[:500]}, False
                     outcome = str(response.status)
                     if response.status < 400:
                         self._record(method, started, outcome)
+                        if response.status == 204 and not text:
+                            return {}
+                        if not parsed or not isinstance(payload, dict):
+                            what = "not JSON" if not parsed else f"JSON {type(payload).__name__}, not an object"
+                            raise KubeInvalidResponse(
+                                response.status,
+                                "InvalidResponse",
+                                f"the answer is {what}: {text[:200]!r}",
+                                method=method,
+                                path=path,
+                            )
                         return payload
                     error = self._error(response.status, payload, method, path)
                     self._record(method, started, outcome)
@@ -233,8 +301,8 @@ class KubeClient:
     def _error(status: int, payload: Any, method: str, path: str) -> KubeError:
         reason = message = ""
         if isinstance(payload, dict):
-            reason = str(payload.get("reason", ""))
-            message = str(payload.get("message", ""))
+            reason = str(payload.get("reason", ""))[:_TEXT_MAX]
+            message = str(payload.get("message", ""))[:_TEXT_MAX]
         cls: type[KubeError] = KubeError
         if status == 404:
             cls = KubeNotFound

@@ -8,12 +8,25 @@
   write guarded by it never overlaps another leader's;
 * on shutdown the leader releases the lease (empty holder, 1 s duration) so a standby takes over
   without waiting for expiry.
+
+Unreadable leases. A Lease whose spec is not an object, or whose holder, times, duration or
+transition count have impossible types or values (``leaseDurationSeconds: -5`` or ``"abc"``), is
+reported (an error log each time it is seen) and then *replaced* by a fresh acquire, with the same
+restart safety as taking over an expired lease: the replacement is written only after the unreadable
+record has stayed unchanged for a full lease duration on our own clock (a live holder, whatever it
+writes, changes the record at least every retry period; an unreadable record that keeps changing is
+never taken over), and only with the Lease's ``resourceVersion`` as precondition (a concurrent repair
+wins by conflict; a Lease without one is never overwritten). A holder's duration is trusted up to
+one hour (a garbage 10^9 s would otherwise block failover forever). Nothing read from the Lease can
+raise out of :meth:`LeaseElector.try_acquire_or_renew`, and :meth:`LeaseElector.run` survives any
+error of one round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -38,8 +51,51 @@ class LeaseSettings:
     retry_period_s: float = 2.0
 
 
+MAX_TRUSTED_DURATION_S = 3600
+
+
 def _micro_time(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A readable Lease spec."""
+
+    holder: str
+    renew_time: str
+    duration_s: float | None
+    transitions: int
+
+
+def _read_spec(lease: Any) -> tuple[_Read | None, str]:
+    """The Lease's spec, or None and why it is unreadable."""
+    spec = lease.get("spec", {}) if isinstance(lease, dict) else None
+    if not isinstance(spec, dict):
+        return None, f"spec is {json.dumps(spec, default=str)[:80]}, not an object"
+    holder = spec.get("holderIdentity")
+    if holder is not None and not isinstance(holder, str):
+        return None, f"holderIdentity is {holder!r}"
+    for key in ("renewTime", "acquireTime"):
+        if spec.get(key) is not None and not isinstance(spec.get(key), str):
+            return None, f"{key} is {spec.get(key)!r}"
+    duration = spec.get("leaseDurationSeconds")
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int) or not 0 < duration <= MAX_TRUSTED_DURATION_S
+    ):
+        return None, f"leaseDurationSeconds is {duration!r}"
+    transitions = spec.get("leaseTransitions")
+    if transitions is not None and (
+        isinstance(transitions, bool) or not isinstance(transitions, int) or transitions < 0
+    ):
+        return None, f"leaseTransitions is {transitions!r}"
+    return _Read(holder or "", str(spec.get("renewTime") or ""), duration, transitions or 0), ""
+
+
+def _resource_version(lease: Any) -> str:
+    meta = lease.get("metadata") if isinstance(lease, dict) else None
+    version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) else ""
 
 
 class LeaseElector:
@@ -97,45 +153,92 @@ class LeaseElector:
             return self.is_leader()
         me = s.identity
         if lease is None:
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": s.name, "namespace": s.namespace},
-                "spec": {
-                    "holderIdentity": me,
-                    "leaseDurationSeconds": int(s.lease_duration_s),
-                    "acquireTime": _micro_time(now_wall),
-                    "renewTime": _micro_time(now_wall),
-                    "leaseTransitions": 0,
-                },
-            }
-            try:
-                await self.client.request(
-                    "POST", f"/apis/coordination.k8s.io/v1/namespaces/{s.namespace}/leases", body=body
-                )
-            except KubeError as exc:
-                log.info("lease create lost: %s", exc)
-                return self.is_leader()
-            self._last_renew = now_mono
-            self._set_leading(True)
-            return True
-        spec = lease.get("spec", {})
-        holder = spec.get("holderIdentity") or ""
-        record = (holder, str(spec.get("renewTime", "")))
+            return await self._create(now_wall, now_mono)
+        read, why = _read_spec(lease)
+        if read is not None and not _resource_version(lease):
+            read, why = None, "no resourceVersion"
+        if read is None:
+            return await self._replace_unreadable(lease, why, now_wall, now_mono)
+        holder = read.holder
+        record = (holder, read.renew_time)
         if record != self._observed:
             self._observed, self._observed_at = record, now_mono
-        duration = float(spec.get("leaseDurationSeconds") or s.lease_duration_s)
+        duration = read.duration_s if read.duration_s is not None else s.lease_duration_s
         if holder and holder != me and self._observed_at + duration > now_mono:
             self._set_leading(False)
             return False
-        new_spec = dict(spec)
+        new_spec = dict(lease["spec"] or {})
         new_spec.update(
             {"holderIdentity": me, "leaseDurationSeconds": int(s.lease_duration_s), "renewTime": _micro_time(now_wall)}
         )
         if holder != me:
             new_spec["acquireTime"] = _micro_time(now_wall)
-            new_spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-        body = {**lease, "spec": new_spec}
+            new_spec["leaseTransitions"] = read.transitions + 1
+        return await self._put({**lease, "spec": new_spec}, now_mono)
+
+    async def _create(self, now_wall: float, now_mono: float) -> bool:
+        s = self.settings
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": s.name, "namespace": s.namespace},
+            "spec": {
+                "holderIdentity": s.identity,
+                "leaseDurationSeconds": int(s.lease_duration_s),
+                "acquireTime": _micro_time(now_wall),
+                "renewTime": _micro_time(now_wall),
+                "leaseTransitions": 0,
+            },
+        }
+        try:
+            await self.client.request(
+                "POST", f"/apis/coordination.k8s.io/v1/namespaces/{s.namespace}/leases", body=body
+            )
+        except KubeError as exc:
+            log.info("lease create lost: %s", exc)
+            return self.is_leader()
+        self._last_renew = now_mono
+        self._set_leading(True)
+        return True
+
+    async def _replace_unreadable(self, lease: dict[str, Any], why: str, now_wall: float, now_mono: float) -> bool:
+        """Report an unreadable Lease; replace it once it has not changed for a full lease duration."""
+        s = self.settings
+        record = ("<unreadable>", json.dumps(lease.get("spec"), sort_keys=True, default=str)[:4096])
+        if record != self._observed:
+            self._observed, self._observed_at = record, now_mono
+        version = _resource_version(lease)
+        waited = now_mono - self._observed_at
+        log.error(
+            "lease %s/%s is unreadable (%s); %s",
+            s.namespace,
+            s.name,
+            why,
+            "it has no resourceVersion, so it is never overwritten: fix or delete it"
+            if not version
+            else f"replacing it once it has stayed unchanged for {s.lease_duration_s:g} s ({waited:.0f} s so far)",
+        )
+        self._set_leading(False)  # whoever holds it, we cannot tell it is us
+        if not version or self._observed_at + s.lease_duration_s > now_mono:
+            return False
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": s.name, "namespace": s.namespace, "resourceVersion": version},
+            "spec": {
+                "holderIdentity": s.identity,
+                "leaseDurationSeconds": int(s.lease_duration_s),
+                "acquireTime": _micro_time(now_wall),
+                "renewTime": _micro_time(now_wall),
+                "leaseTransitions": 1,
+            },
+        }
+        acquired = await self._put(body, now_mono)
+        if acquired:
+            log.warning("replaced the unreadable lease %s/%s; %s holds it now", s.namespace, s.name, s.identity)
+        return acquired
+
+    async def _put(self, body: dict[str, Any], now_mono: float) -> bool:
         try:
             updated = await self.client.request("PUT", self.path, body=body)
         except KubeConflict:
@@ -143,7 +246,9 @@ class LeaseElector:
         except KubeError as exc:
             log.warning("lease renew failed: %s", exc)
             return self.is_leader()
-        self._observed = (me, str(updated.get("spec", {}).get("renewTime", "")))
+        spec = updated.get("spec") if isinstance(updated, dict) else None
+        renew = spec.get("renewTime") if isinstance(spec, dict) else None
+        self._observed = (self.settings.identity, str(renew or ""))
         self._observed_at = now_mono
         self._last_renew = now_mono
         self._set_leading(True)
@@ -152,7 +257,10 @@ class LeaseElector:
     async def run(self, stop: asyncio.Event) -> None:
         """Acquire, then keep renewing every retry period, until ``stop`` is set."""
         while not stop.is_set():
-            await self.try_acquire_or_renew()
+            try:
+                await self.try_acquire_or_renew()
+            except Exception:  # one bad round must not end the election (is_leader() lapses on its own)
+                log.exception("leader election round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.retry_period_s)
 
@@ -163,11 +271,12 @@ class LeaseElector:
         self._set_leading(False)
         try:
             lease = await self.client.request("GET", self.path)
-            if (lease.get("spec", {}).get("holderIdentity") or "") != self.settings.identity:
+            read, _ = _read_spec(lease)
+            if read is None or read.holder != self.settings.identity or not _resource_version(lease):
                 return
             now = _micro_time(self._wall())
             spec = {
-                **lease["spec"],
+                **(lease.get("spec") or {}),
                 "holderIdentity": None,
                 "leaseDurationSeconds": 1,
                 "renewTime": now,

@@ -3,12 +3,14 @@
 * :mod:`.targets` - which pods (series) belong to a target;
 * :mod:`.promql` - batched fleet queries and safe custom templates;
 * :mod:`.aggregate` - pure per-target aggregation (shared with the simulator);
+* :mod:`.coverage` - partial is unavailable: every pod that should report must, or the reading holds;
 * :mod:`.fleet` - the async per-tick reader.
 
 Depends on the core's types and on the Prometheus edge's client types, never the reverse.
 """
 
 from autoscaler.signals.aggregate import PodSample, aggregate, bucket_quantile, read_target
+from autoscaler.signals.coverage import covered
 from autoscaler.signals.fleet import FleetReader, FleetSignals, QueryClient, SignalSettings
 from autoscaler.signals.promql import fleet_query, render_custom, target_query
 
@@ -20,6 +22,7 @@ __all__ = [
     "SignalSettings",
     "aggregate",
     "bucket_quantile",
+    "covered",
     "fleet_query",
     "read_target",
     "render_custom",

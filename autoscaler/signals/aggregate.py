@@ -17,8 +17,16 @@ Freshness is separate (:func:`fresh_pods`): pass each pod's newest raw-sample ti
 the samples of fresh pods are aggregated (a deleted pod's lingering series must not count).
 
 Results are :class:`~autoscaler.core.model.MetricReading`: a value, or unavailable with a reason.
-Nothing here ever turns "no data" into 0: an empty input is ``missing``; a NaN or infinite sample
-anywhere makes the target ``nan`` (silently dropping one pod would under-count its load). The one
+Nothing here ever turns "no data" into 0: an empty input is ``missing``; a NaN, infinite or negative
+sample anywhere makes the target ``nan`` (silently dropping one pod would under-count its load). Every
+preset measures a non-negative quantity (a queue, a rate, a fraction, a latency), so a negative value
+is broken data, never load: summed in, a queue of -100 per pod would read as "idle" and scale down.
+The arithmetic cannot raise: a total that overflows (two pods at 1e308) is ``nan`` with the reason,
+never an ``OverflowError`` that would take the whole tick down; so is a value beyond what the HPA's
+arithmetic can hold (:data:`MAX_VALUE`: int64 milli-units), which would overflow the core's ``to_milli``.
+
+Whether the samples cover every pod that should report is decided one level up
+(:mod:`autoscaler.signals.coverage`): these functions aggregate exactly what they are given. The one
 defined zero of a per-request signal: when the target's fresh pods report their histograms (or
 ratio counters) and *no request* finished in the window, latency and per-request time read 0 - an
 idle target has no latency pressure, and "unavailable" would pin it at its size forever.
@@ -42,15 +50,22 @@ from autoscaler.core.model import MetricReading, Unavailable
 from autoscaler.presets import Aggregation, Preset, SignalKind
 
 __all__ = [
+    "MAX_VALUE",
     "Freshness",
     "Part",
     "PodSample",
     "aggregate",
+    "broken_sample",
     "bucket_quantile",
     "fresh_pods",
     "read_target",
+    "safe_sum",
     "sum_buckets",
 ]
+
+
+MAX_VALUE = 9.2e15
+"""The largest value read as load: the HPA reads values as int64 milli-units (< 9.22e18 milli)."""
 
 
 class Part(str, Enum):
@@ -81,6 +96,24 @@ def fresh_pods(newest_s: Mapping[str, float], *, now_s: float, staleness_s: floa
     fresh = frozenset(pod for pod, ts in newest_s.items() if now_s - ts <= staleness_s)
     stale = {pod: now_s - ts for pod, ts in newest_s.items() if pod not in fresh}
     return Freshness(fresh, stale)
+
+
+def safe_sum(values: Iterable[float]) -> float | None:
+    """``math.fsum`` that never raises: None when the exact sum overflows or is not finite."""
+    try:
+        total = math.fsum(values)
+    except (OverflowError, ValueError):  # "intermediate overflow in fsum", or -inf + inf
+        return None
+    return total if math.isfinite(total) else None
+
+
+def broken_sample(sample: PodSample) -> str | None:
+    """Why ``sample`` is broken data (NaN, infinite or negative), or None when it is usable."""
+    if math.isfinite(sample.value) and sample.value >= 0:
+        return None
+    where = f" (le={sample.le:g})" if sample.le is not None else ""
+    kind = "a negative value is broken data, never load" if sample.value < 0 else "not a number"
+    return f"pod {sample.pod} reports {sample.value}{where}: {kind}"
 
 
 def sum_buckets(samples: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -141,14 +174,17 @@ def aggregate(preset: Preset, samples: Sequence[PodSample]) -> MetricReading:
     if not samples:
         return MetricReading.missing(Unavailable.MISSING, "no series for the target's pods")
     for sample in samples:
-        if not math.isfinite(sample.value):
-            where = f" (le={sample.le:g})" if sample.le is not None else ""
-            return MetricReading.missing(Unavailable.NAN, f"pod {sample.pod} reports {sample.value}{where}")
+        why = broken_sample(sample)
+        if why is not None:
+            return MetricReading.missing(Unavailable.NAN, why)
+    overflow = MetricReading.missing(Unavailable.NAN, "the total over the target's pods overflows (not finite)")
     kind = preset.kind
     if kind is SignalKind.HISTOGRAM:
         buckets = sum_buckets((s.le, s.value) for s in samples if s.le is not None)
         if not buckets:
             return MetricReading.missing(Unavailable.MISSING, "no histogram buckets")
+        if not all(math.isfinite(count) for _, count in buckets):
+            return overflow
         value = bucket_quantile(preset.quantile if preset.quantile is not None else 0.95, buckets)
         if math.isnan(value):
             if buckets[-1][0] == math.inf and buckets[-1][1] == 0:
@@ -158,17 +194,26 @@ def aggregate(preset: Preset, samples: Sequence[PodSample]) -> MetricReading:
                 return MetricReading.of(0.0)
             return MetricReading.missing(Unavailable.NAN, "quantile undefined: no +Inf bucket")
     elif kind is SignalKind.RATIO:
-        numerator = sum(s.value for s in samples if s.part is Part.VALUE)
-        denominator = sum(s.value for s in samples if s.part is Part.DENOMINATOR)
         if not any(s.part is Part.DENOMINATOR for s in samples):
             return MetricReading.missing(Unavailable.MISSING, "no denominator series")
+        numerator = safe_sum(s.value for s in samples if s.part is Part.VALUE)
+        denominator = safe_sum(s.value for s in samples if s.part is Part.DENOMINATOR)
+        if numerator is None or denominator is None:
+            return overflow
         if denominator == 0:
             return MetricReading.of(0.0)  # idle: no request in the window, so no per-request pressure
         value = numerator / denominator
     else:
-        values = [s.value for s in samples]
-        value = math.fsum(values) if preset.aggregation is Aggregation.SUM else math.fsum(values) / len(values)
-    return MetricReading.of(value * preset.scale)
+        total = safe_sum(s.value for s in samples)
+        if total is None:
+            return overflow
+        value = total if preset.aggregation is Aggregation.SUM else total / len(samples)
+    scaled = value * preset.scale
+    if not math.isfinite(scaled) or abs(scaled) > MAX_VALUE:
+        return MetricReading.missing(
+            Unavailable.NAN, f"the value {scaled:g} is beyond what can be read as load (max {MAX_VALUE:g})"
+        )
+    return MetricReading.of(scaled)
 
 
 def read_target(
@@ -180,6 +225,10 @@ def read_target(
     staleness_s: float,
 ) -> MetricReading:
     """:func:`aggregate` over the fresh pods only; stale when every reporting pod is stale.
+
+    This is the pure "fresh subset" aggregate (the simulator's view, where every pod reports). The live
+    reader judges coverage first (:func:`autoscaler.signals.coverage.assess`): when some pods that
+    should report do not, a fresh subset is a partial total, and the reading is unavailable instead.
 
     ``newest_s`` maps each pod of the target that has the preset's raw series to its newest sample
     timestamp. A pod with samples but no timestamp is treated as fresh (the caller could not tell).

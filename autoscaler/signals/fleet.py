@@ -11,11 +11,22 @@ Failures are per query: a failed preset query makes that preset's metrics ``erro
 that uses it (the message names the preset and the error); other presets are unaffected. Nothing is
 ever read as zero because it is missing. Every unavailable reading is counted by reason
 (:attr:`FleetSignals.unavailable`, and cumulatively in :attr:`FleetReader.unavailable_total`).
+
+Isolation: :meth:`FleetReader.read` never raises for bad data. A query error, a malformed answer
+(``data: null``), a sum that overflows (one pod at 1e308), a policy whose labels cannot be rendered, or
+a defect in the aggregation of one target makes *that* metric unavailable for the policies that use
+it, with the reason; every other policy's readings are unaffected. (A read that raised would fail
+every policy in the tick, and push policies that never touched the broken query to their fallback.)
+
+Coverage: each preset reading is judged by :mod:`autoscaler.signals.coverage` ("partial is
+unavailable"): against the pods seen in the answer here, and, once the caller knows the target's
+Ready pods, against those (:func:`autoscaler.signals.coverage.covered`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import Counter, defaultdict
@@ -28,11 +39,16 @@ from autoscaler.policy.model import MetricSpec, ScalingPolicy
 from autoscaler.presets import PRESETS, Preset, SignalKind
 from autoscaler.prometheus.client import InstantResult
 from autoscaler.prometheus.errors import PrometheusError
-from autoscaler.signals.aggregate import Part, PodSample, read_target
+from autoscaler.signals.aggregate import MAX_VALUE, Part, PodSample
+from autoscaler.signals.coverage import PodReport, PolicyReadings, TargetSeries, assess
 from autoscaler.signals.promql import FIELD_LABEL, PromQLTemplateError, fleet_query, render_custom
 from autoscaler.signals.targets import labels_match, pod_belongs
 
 __all__ = ["FleetReader", "FleetSignals", "QueryClient", "SignalSettings"]
+
+log = logging.getLogger("autoscaler.signals")
+
+_LABEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 class QueryClient(Protocol):
@@ -68,9 +84,14 @@ class FleetSignals:
     """Every PromQL query issued this tick (preset queries first)."""
     unavailable: Mapping[Unavailable, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    series: Mapping[str, Mapping[str, TargetSeries]] = field(default_factory=dict)
+    """``series[policy.key][metric name]``: the per-pod answers the preset readings came from."""
 
     def for_policy(self, policy: ScalingPolicy) -> Mapping[str, MetricReading]:
-        return self.readings.get(policy.key, {})
+        """The policy's readings, judged against the pods seen in Prometheus's answer. Pass them to
+        :func:`autoscaler.signals.coverage.covered` with the target's Ready pods to judge them against
+        those (the mapping carries what that needs)."""
+        return PolicyReadings(self.readings.get(policy.key, {}), self.series.get(policy.key, {}))
 
 
 @dataclass(slots=True)
@@ -129,42 +150,61 @@ class FleetReader:
         uses: dict[str, list[tuple[ScalingPolicy, MetricSpec]]] = defaultdict(list)
         custom: list[tuple[ScalingPolicy, MetricSpec]] = []
         for policy in policies:
-            for spec in policy.metrics:
+            for spec in policy.signals:
                 if spec.source.preset is not None:
                     uses[spec.source.preset].append((policy, spec))
                 else:
                     custom.append((policy, spec))
 
         readings: dict[str, dict[str, MetricReading]] = {policy.key: {} for policy in policies}
+        series: dict[str, dict[str, TargetSeries]] = {policy.key: {} for policy in policies}
         queries: list[str] = []
         jobs = []
-        for name, users in sorted(uses.items()):
+        for name, all_users in sorted(uses.items()):
             preset = PRESETS.get(name)
             if preset is None:  # the loader rejects these; guard against hand-built policies
-                for policy, spec in users:
+                for policy, spec in all_users:
                     readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, f"unknown preset {name}")
                 continue
-            expr = fleet_query(
-                preset, namespaces={p.namespace for p, _ in users}, window=self.settings.window,
-                group_labels={key for _, spec in users for key in spec.source.match_labels},
-            )
+            users = []
+            for policy, spec in all_users:  # one policy's bad label name must not break the shared query
+                bad = [key for key in spec.source.match_labels if not _label_name(key)]
+                if bad:
+                    readings[policy.key][spec.name] = MetricReading.missing(
+                        Unavailable.ERROR, f"policy {policy.key} metric {spec.name}: {bad[0]!r} is not a label name"
+                    )
+                else:
+                    users.append((policy, spec))
+            if not users:
+                continue
+            try:
+                expr = fleet_query(
+                    preset, namespaces={p.namespace for p, _ in users}, window=self.settings.window,
+                    group_labels={key for _, spec in users for key in spec.source.match_labels},
+                )
+            except Exception as error:  # a defect: this preset's metrics fail, the others are read
+                log.exception("fleet query for preset %s could not be built", name)
+                _fail(users, readings, f"preset {name}: query not built: {type(error).__name__}: {error}")
+                continue
             queries.append(expr)
-            jobs.append(self._read_preset(preset, expr, users, now, readings))
+            jobs.append(self._read_preset(preset, expr, users, now, readings, series))
         semaphore = asyncio.Semaphore(max(1, self.settings.custom_concurrency))
         for policy, spec in custom:
             jobs.append(self._read_custom(policy, spec, now, readings, queries, semaphore))
-        await asyncio.gather(*jobs)
+        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(outcome, Exception):  # each job guards itself; "not read" below covers the rest
+                log.error("signal read job failed: %s: %s", type(outcome).__name__, outcome)
 
         counts: Counter[Unavailable] = Counter()
         for policy in policies:
-            for spec in policy.metrics:
+            for spec in policy.signals:
                 reading = readings[policy.key].setdefault(
                     spec.name, MetricReading.missing(Unavailable.ERROR, "not read")
                 )
                 if reading.unavailable is not None:
                     counts[reading.unavailable] += 1
                     self.unavailable_total[(spec.source.preset or "query", reading.unavailable)] += 1
-        return FleetSignals(readings, tuple(queries), dict(counts), time.perf_counter() - started)
+        return FleetSignals(readings, tuple(queries), dict(counts), time.perf_counter() - started, series)
 
     async def _read_preset(
         self,
@@ -173,39 +213,31 @@ class FleetReader:
         users: Sequence[tuple[ScalingPolicy, MetricSpec]],
         now: float,
         readings: dict[str, dict[str, MetricReading]],
+        series: dict[str, dict[str, TargetSeries]],
     ) -> None:
         context = f"preset {preset.name} (used by {_names(users)})"
         try:
             result = await self._client.query(expr, time_s=now, context=context)
+            index = _index(result, preset.kind)
+            owners = {namespace: _owner_index(pods) for namespace, pods in index.items()}
         except PrometheusError as error:
-            for policy, spec in users:
-                readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, str(error))
+            _fail(users, readings, str(error))
             return
-        index = _index(result, preset.kind)
-        owners = {namespace: _owner_index(pods) for namespace, pods in index.items()}
+        except Exception as error:  # an answer nobody foresaw, or a defect: this query's metrics only
+            log.exception("reading %s failed", context)
+            _fail(users, readings, f"{context}: {type(error).__name__}: {error}")
+            return
         staleness = self.settings.staleness_bound_s
         for policy, spec in users:
-            in_namespace = index.get(policy.namespace, {})
-            samples: list[PodSample] = []
-            newest: dict[str, float] = {}
-            wanted = spec.source.match_labels
-            for pod_name in _candidates(policy, in_namespace, owners.get(policy.namespace)):
-                pod = in_namespace[pod_name]
-                if not pod_belongs(policy.target, pod_name):
-                    continue
-                if wanted:
-                    pairs = zip(pod.samples, pod.labels, strict=True)
-                    kept = [sample for sample, labels in pairs if labels_match(labels, wanted)]
-                    if not kept:
-                        continue
-                    samples.extend(kept)
-                else:
-                    samples.extend(pod.samples)  # no matchers: every sample (the common, hot case)
-                if pod.newest_s is not None:
-                    newest[pod_name] = pod.newest_s
-            readings[policy.key][spec.name] = read_target(
-                preset, samples, newest, now_s=now, staleness_s=staleness
-            )
+            try:
+                target = _target_series(preset, policy, spec, index, owners, now=now, staleness_s=staleness)
+                series[policy.key][spec.name] = target
+                readings[policy.key][spec.name] = assess(target, policy=policy, spec=spec)
+            except Exception as error:  # one target's defect never fails the others
+                log.exception("aggregating %s for %s failed", preset.name, policy.key)
+                readings[policy.key][spec.name] = MetricReading.missing(
+                    Unavailable.ERROR, f"policy {policy.key} metric {spec.name}: {type(error).__name__}: {error}"
+                )
 
     async def _read_custom(
         self,
@@ -222,14 +254,23 @@ class FleetReader:
         except PromQLTemplateError as error:
             readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, f"{context}: {error}")
             return
+        except Exception as error:  # a defect: this metric only
+            log.exception("rendering %s failed", context)
+            readings[policy.key][spec.name] = MetricReading.missing(
+                Unavailable.ERROR, f"{context}: {type(error).__name__}: {error}"
+            )
+            return
         queries.append(expr)
         async with semaphore:
             try:
                 result = await self._client.query(expr, time_s=now, context=context)
+                reading = _single_value(result)
             except PrometheusError as error:
-                readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, str(error))
-                return
-        readings[policy.key][spec.name] = _single_value(result)
+                reading = MetricReading.missing(Unavailable.ERROR, str(error))
+            except Exception as error:  # an answer nobody foresaw, or a defect: this metric only
+                log.exception("reading %s failed", context)
+                reading = MetricReading.missing(Unavailable.ERROR, f"{context}: {type(error).__name__}: {error}")
+        readings[policy.key][spec.name] = reading
 
 
 _BY_OWNER_NAME = frozenset({"Deployment", "Rollout", "StatefulSet", "LeaderWorkerSet"})
@@ -261,8 +302,47 @@ def _candidates(
     return dict.fromkeys([*by_owner.get(policy.target.name, ()), *long_names]).keys()
 
 
+def _label_name(name: str) -> bool:
+    return bool(name) and not name[0].isdigit() and all(c in _LABEL_NAME_CHARS for c in name)
+
+
+def _fail(
+    users: Iterable[tuple[ScalingPolicy, MetricSpec]], readings: dict[str, dict[str, MetricReading]], why: str
+) -> None:
+    for policy, spec in users:
+        readings[policy.key][spec.name] = MetricReading.missing(Unavailable.ERROR, why)
+
+
+def _target_series(
+    preset: Preset,
+    policy: ScalingPolicy,
+    spec: MetricSpec,
+    index: Mapping[str, Mapping[str, _Pod]],
+    owners: Mapping[str, tuple[dict[str, list[str]], list[str]]],
+    *,
+    now: float,
+    staleness_s: float,
+) -> TargetSeries:
+    """The pods of ``policy``'s target in the answer, with the samples that match ``spec``'s labels."""
+    in_namespace = index.get(policy.namespace, {})
+    wanted = spec.source.match_labels
+    pods: dict[str, PodReport] = {}
+    for pod_name in _candidates(policy, in_namespace, owners.get(policy.namespace)):
+        pod = in_namespace[pod_name]
+        if not pod_belongs(policy.target, pod_name):
+            continue
+        if wanted:
+            pairs = zip(pod.samples, pod.labels, strict=True)
+            kept = tuple(sample for sample, labels in pairs if labels_match(labels, wanted))
+        else:
+            kept = tuple(pod.samples)  # no matchers: every sample (the common, hot case)
+        pods[pod_name] = PodReport(kept, bool(pod.samples), pod.newest_s)
+    return TargetSeries(preset, pods, now, staleness_s)
+
+
 def _single_value(result: InstantResult) -> MetricReading:
-    """A custom query must give a scalar or at most one series; empty is missing, never 0."""
+    """A custom query must give a scalar or at most one series; empty is missing, never 0; a negative,
+    NaN or infinite value is broken data, never load."""
     if not result.samples:
         return MetricReading.missing(Unavailable.MISSING, "the query returned no series")
     if len(result.samples) > 1:
@@ -272,6 +352,14 @@ def _single_value(result: InstantResult) -> MetricReading:
     value = result.samples[0].value
     if not math.isfinite(value):
         return MetricReading.missing(Unavailable.NAN, f"the query returned {value}")
+    if value < 0:
+        return MetricReading.missing(
+            Unavailable.NAN, f"the query returned {value}: a negative value is broken data, never load"
+        )
+    if value > MAX_VALUE:
+        return MetricReading.missing(
+            Unavailable.NAN, f"the query returned {value:g}, beyond what can be read as load (max {MAX_VALUE:g})"
+        )
     return MetricReading.of(value)
 
 
