@@ -39,6 +39,7 @@ a full batch's slower decode breaks), so the usable capacity is ``slots x factor
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 from statistics import NormalDist
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CapacityEstimate",
     "SloPlan",
+    "demand",
     "erlang_c",
     "initial_capacity",
     "learn_capacity",
@@ -70,6 +72,7 @@ LATENCY_WINDOW_S = 90.0  # a latency quantile reflects this much of the past (ra
 DISPERSION_WINDOW_S = 600.0
 MAX_DISPERSION = 25.0
 SHORT_HISTORY = "short-history"
+MAX_FORECAST_GROWTH = 2.0  # the forecast may raise the need to at most this multiple of the need now
 EXPLORE_BELOW = 0.5  # explore a higher batch limit only while latency is at most this share of the bound
 EXPLORE_USE = 0.4  # ... and the replicas run at least this share of the current estimate
 EXPLORE_GROWTH = 0.01  # per tick (about +4 % a minute at 15 s ticks)
@@ -219,7 +222,11 @@ class SloPlan:
 
 
 def _dispersion(observation: Observation, now: float) -> float:
-    """Index of dispersion (variance / mean) of the in-flight series over the recent window, >= 1."""
+    """Index of dispersion (variance / mean) of the recent demand series, >= 1.
+
+    The variance is taken from successive differences (half their mean square), so that a ramp or a
+    level shift, which the forecast handles, does not read as noise that needs more headroom.
+    """
     history = observation.demand_history
     if history is None:
         return 1.0
@@ -230,8 +237,28 @@ def _dispersion(observation: Observation, now: float) -> float:
     mean = sum(finite) / len(finite)
     if mean <= 0:
         return 1.0
-    variance = sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)
+    variance = sum((b - a) ** 2 for a, b in itertools.pairwise(finite)) / (2 * (len(finite) - 1))
     return float(min(MAX_DISPERSION, max(1.0, variance / mean)))
+
+
+def demand(slo: Slo, *, running: float | None, waiting: float | None, completions: float | None,
+           interval_s: float) -> tuple[float, float | None, float] | None:
+    """Requests in flight to serve in parallel now: running, plus the share of the backlog that must run
+    in parallel to drain it within what the objective leaves for waiting (``waiting x S / D``, at most
+    ``waiting``). Returns (demand, mean service time or None, backlog share), or None when running or
+    waiting cannot be read. The same value is what the forecast learns from, so that a backlog (a
+    symptom of too few replicas, not demand) does not teach it a ramp."""
+    running, waiting, completions = _finite_nonneg(running), _finite_nonneg(waiting), _finite_nonneg(completions)
+    if running is None or waiting is None:
+        return None
+    service_s = running / completions if completions and running > 0 else None
+    if waiting > 0 and service_s is not None:
+        budget_s = slo.bound_s - (service_s if slo.objective is SloObjective.E2E else 0.0)
+        budget_s = max(budget_s, 0.1 * slo.bound_s)
+        backlog = min(waiting, waiting * service_s / budget_s)
+    else:
+        backlog = waiting
+    return running + backlog, service_s, backlog
 
 
 def _staffed(load: float, z: float, dispersion: float) -> float:
@@ -293,24 +320,20 @@ def plan_slo(
     assert slo is not None
     running = _finite_nonneg(observation.reading(slo.running.name).value)
     waiting = _finite_nonneg(observation.reading(slo.waiting.name).value)
-    if running is None or waiting is None:
+    now_demand = demand(
+        slo, running=running, waiting=waiting, completions=observation.reading(slo.completions.name).value,
+        interval_s=policy.interval_s,
+    )
+    if running is None or waiting is None or now_demand is None:
         return None
-    completions = _finite_nonneg(observation.reading(slo.completions.name).value)
+    load_now, service_s, backlog = now_demand
     per_replica = capacity.per_replica
     z = NormalDist().inv_cdf(min(slo.percentile, 99.9) / 100.0)
     dispersion = _dispersion(observation, now)
-
-    # The backlog: what must run in parallel to drain it within what the objective leaves for waiting.
-    service_s = running / completions if completions and running > 0 else None
-    if waiting > 0 and service_s is not None:
-        budget_s = slo.bound_s - (service_s if slo.objective is SloObjective.E2E else 0.0)
-        budget_s = max(budget_s, float(policy.interval_s))
-        backlog = min(waiting, waiting * service_s / budget_s)
-        backlog_note = f" + backlog {waiting:.4g} x S {service_s:.3g}s / {budget_s:.3g}s"
+    if backlog and service_s is not None:
+        backlog_note = f" + backlog {waiting:.4g} waiting x S {service_s:.3g}s / budget = {backlog:.4g}"
     else:
-        backlog = waiting
         backlog_note = f" + waiting {waiting:.4g}" if waiting else ""
-    load_now = running + backlog
     if service_s is not None:
         wait_s = _wait_allowed(slo, service_s, policy.interval_s)
 
@@ -347,6 +370,10 @@ def plan_slo(
         # The median staffed like the load now, or the upper band served without waiting: the band
         # already is the variability at the horizon, so it gets no second margin.
         ahead = max(staff(forecast.point), forecast.upper)
+        # A forecast may at most double the need now (the KPA's panic threshold): a ramp it has seen
+        # grows far less within one load time, and a trend fitted to a flash crowd's ramp keeps
+        # extrapolating it after the crowd is gone.
+        ahead = min(ahead, MAX_FORECAST_GROWTH * max(slots_now, per_replica))
         if ahead > slots:
             slots, lead = ahead, f"forecast at +{horizon_s:.0f}s"
     pool = policy.warm_pool

@@ -25,6 +25,7 @@ from autoscaler.core.decide import decide
 from autoscaler.core.model import Decision, MetricReading, Observation, ScalerState
 from autoscaler.core.predictive import load_time_quantile, record_demand
 from autoscaler.core.slo import CapacityEstimate, initial_capacity, learn_capacity
+from autoscaler.core.slo import demand as slo_demand
 from autoscaler.policy.model import ScalingPolicy
 
 if TYPE_CHECKING:
@@ -134,8 +135,11 @@ def observe(
     elif policy.slo is not None:
         slo = policy.slo
         running, waiting = reading.reading(slo.running.name).value, reading.reading(slo.waiting.name).value
-        in_flight = None if running is None or waiting is None else running + waiting
-        demand = record_demand(demand, policy, in_flight, now)
+        now_demand = slo_demand(
+            slo, running=running, waiting=waiting, completions=reading.reading(slo.completions.name).value,
+            interval_s=policy.interval_s,
+        )
+        demand = record_demand(demand, policy, None if now_demand is None else now_demand[0], now)
         capacity = learn_capacity(
             capacity or initial_capacity(slo),
             slo,
