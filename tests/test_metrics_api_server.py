@@ -8,10 +8,14 @@ Cases:
   kubectl with a client certificate in group system:masters (no SubjectAccessReview made);
 * the ``kubernetes`` client (CustomObjectsApi on the external metrics path) reads a value;
 * front proxy: a valid front-proxy certificate + X-Remote-User/Group/Extra -> 200 and the
-  SubjectAccessReview carries that identity; wrong CN, no certificate, a certificate from an unknown
-  CA, an invalid token -> 401; SubjectAccessReview deny -> 403 with the Forbidden Status;
-  decisions cached (one review for repeated calls); health needs no credentials; the reply's
-  Content-Type is application/json;
+  SubjectAccessReview carries that identity, also for a certificate issued by an intermediate CA
+  that the client sends with it; wrong CN, no certificate, an expired or not yet valid certificate,
+  an invalid token -> 401; a certificate from an unknown CA, or from an intermediate the client does
+  not send, is refused in the TLS handshake (no response; the server keeps serving); a certificate
+  from the client CA is not a front proxy, whatever its CN (its X-Remote-* headers are ignored); a
+  front-proxy CA rotated in by the ConfigMap is trusted, one rotated out gets a 401;
+  SubjectAccessReview deny -> 403 with the Forbidden Status; decisions cached (one review for
+  repeated calls); health needs no credentials; the reply's Content-Type is application/json;
 * ``serve-metrics`` (flags, ConfigMap kube-system/extension-apiserver-authentication, dry run) on
   the live Prometheus: the served queue value equals the fleet's closed form and desired replicas
   is the core's; nothing is written to the cluster.
@@ -72,9 +76,11 @@ class Pair:
     key_path: Path
 
 
-def _write(directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Pair:
+def _write(directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+           chain: tuple[x509.Certificate, ...] = ()) -> Pair:
+    """``<name>.crt`` holds the certificate then ``chain`` (the intermediates a client sends with it)."""
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *chain)))
     key_path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
@@ -96,16 +102,28 @@ def make_ca(directory: Path, name: str) -> Pair:
     return _write(directory, name, cert, key)
 
 
-def issue(directory: Path, ca: Pair, name: str, cn: str, *, orgs: tuple[str, ...] = (), server: bool = False) -> Pair:
+def issue(directory: Path, ca: Pair, name: str, cn: str, *, orgs: tuple[str, ...] = (), server: bool = False,
+          is_ca: bool = False, valid: tuple[dt.timedelta, dt.timedelta] = (dt.timedelta(hours=-1), dt.timedelta(days=1)),
+          chain: tuple[x509.Certificate, ...] = ()) -> Pair:
+    """A certificate from ``ca`` valid from now + valid[0] to now + valid[1]: a client's (a server's
+    with ``server``, an intermediate CA with ``is_ca``); ``chain`` is written after it."""
     key = ec.generate_private_key(ec.SECP256R1())
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] + [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder().subject_name(x509.Name(attrs)).issuer_name(ca.cert.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .not_valid_before(now + valid[0]).not_valid_after(now + valid[1])
     )
+    if is_ca:
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        )
+    else:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
     if server:
         import ipaddress
 
@@ -113,7 +131,7 @@ def issue(directory: Path, ca: Pair, name: str, cn: str, *, orgs: tuple[str, ...
             x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
-    return _write(directory, name, builder.sign(ca.key, hashes.SHA256()), key)
+    return _write(directory, name, builder.sign(ca.key, hashes.SHA256()), key, chain)
 
 
 @dataclass
@@ -126,6 +144,11 @@ class Certs:
     client_ca: Pair
     admin: Pair
     rogue: Pair
+    via_intermediate: Pair  # issued by an intermediate of the front-proxy CA; the file holds both
+    intermediate_not_sent: Pair  # the same leaf without the intermediate
+    expired: Pair
+    not_yet_valid: Pair
+    client_ca_as_front_proxy: Pair  # from the client CA, with the front proxy's CN
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +157,9 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     serving_ca, front_proxy_ca, client_ca, rogue_ca = (
         make_ca(d, n) for n in ("serving-ca", "front-proxy-ca", "client-ca", "rogue-ca")
     )
+    intermediate = issue(d, front_proxy_ca, "front-proxy-intermediate", "front-proxy-intermediate-ca", is_ca=True)
+    via_intermediate = issue(d, intermediate, "via-intermediate", "front-proxy-client", chain=(intermediate.cert,))
+    hour, day = dt.timedelta(hours=1), dt.timedelta(days=1)
     return Certs(
         serving_ca=serving_ca,
         serving=issue(d, serving_ca, "serving", "inference-autoscaler-metrics", server=True),
@@ -143,6 +169,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
         client_ca=client_ca,
         admin=issue(d, client_ca, "admin", "admin", orgs=("system:masters",)),
         rogue=issue(d, rogue_ca, "rogue", "front-proxy-client"),
+        via_intermediate=via_intermediate,
+        intermediate_not_sent=_write(d, "intermediate-not-sent", via_intermediate.cert, via_intermediate.key),
+        expired=issue(d, front_proxy_ca, "expired", "front-proxy-client", valid=(-day, -hour)),
+        not_yet_valid=issue(d, front_proxy_ca, "not-yet-valid", "front-proxy-client", valid=(hour, day)),
+        client_ca_as_front_proxy=issue(d, client_ca, "client-ca-as-front-proxy", "front-proxy-client"),
     )
 
 
@@ -322,15 +353,79 @@ async def test_front_proxy_certificate_with_headers_is_trusted(running: Running)
     assert len(running.reviews) == 1
 
 
-@pytest.mark.parametrize("who", ["wrong_cn", "no_certificate", "unknown_ca"])
+async def test_front_proxy_certificate_from_an_intermediate_ca_is_trusted(running: Running) -> None:
+    status, _, text = await _get(running, f"{V}/namespaces/team-a/chat-queue", pair=running.certs.via_intermediate,
+                                 headers={"X-Remote-User": "hpa", "X-Remote-Group": "system:serviceaccounts"})
+    assert status == 200, text
+    (spec,) = running.reviews
+    assert (spec["user"], spec["groups"]) == ("hpa", ["system:serviceaccounts"])
+
+
+@pytest.mark.parametrize("who", ["wrong_cn", "no_certificate", "expired", "not_yet_valid"])
 async def test_untrusted_front_proxy_gets_401(running: Running, who: str) -> None:
-    pair = {"wrong_cn": running.certs.wrong_cn, "no_certificate": None, "unknown_ca": running.certs.rogue}[who]
+    pair = {"wrong_cn": running.certs.wrong_cn, "no_certificate": None, "expired": running.certs.expired,
+            "not_yet_valid": running.certs.not_yet_valid}[who]
     status, content_type, text = await _get(running, f"{V}/namespaces/team-a/chat-queue", pair=pair,
                                             headers={"X-Remote-User": "admin", "X-Remote-Group": "system:masters"})
     assert (status, content_type) == (401, "application/json")
     assert text == ('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized",'
                     '"reason":"Unauthorized","code":401}\n')
     assert running.reviews == []
+
+
+@pytest.mark.parametrize("who", ["unknown_ca", "intermediate_not_sent"])
+async def test_certificate_that_chains_to_no_client_ca_is_refused_in_the_handshake(running: Running, who: str) -> None:
+    """Python's ssl cannot take any certificate and judge it after the handshake (Go's
+    RequestClientCert): OpenSSL checks the chain to the configured CAs and closes the connection."""
+    pair = {"unknown_ca": running.certs.rogue, "intermediate_not_sent": running.certs.intermediate_not_sent}[who]
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await _get(running, f"{V}/namespaces/team-a/chat-queue", pair=pair,
+                   headers={"X-Remote-User": "admin", "X-Remote-Group": "system:masters"})
+    assert running.reviews == []
+    status, _, _ = await _get(running, f"{V}/namespaces/team-a/chat-queue", pair=running.certs.front_proxy,
+                              headers={"X-Remote-User": "hpa"})
+    assert status == 200  # the server carries on
+
+
+async def test_a_client_ca_certificate_is_not_a_front_proxy(running: Running) -> None:
+    """Both CAs pass the handshake; only the requestheader CA makes the X-Remote-* headers trusted."""
+    status, _, _ = await _get(running, f"{V}/namespaces/team-a/chat-queue", pair=running.certs.client_ca_as_front_proxy,
+                              headers={"X-Remote-User": "admin", "X-Remote-Group": "system:masters"})
+    assert status == 200
+    (spec,) = running.reviews  # not system:masters: reviewed, as the certificate's own identity
+    assert (spec["user"], spec["groups"]) == ("front-proxy-client", ["system:authenticated"])
+
+
+async def test_front_proxy_ca_rotation_through_the_configmap(certs: Certs, tmp_path: Path) -> None:
+    """A CA the ConfigMap brings is trusted from the next handshake on; one it drops still passes the
+    handshake (an SSLContext cannot forget a CA) but no longer authenticates: 401."""
+    new_ca = make_ca(tmp_path, "front-proxy-ca-2")
+    new_front_proxy = issue(tmp_path, new_ca, "front-proxy-2", "front-proxy-client")
+    data = {"requestheader-client-ca-file": certs.front_proxy_ca.cert_path.read_text(),
+            "requestheader-allowed-names": '["front-proxy-client"]'}
+
+    async def read_configmap() -> dict[str, Any]:
+        return {"data": dict(data)}
+
+    server = MetricsServer(
+        Responder(lambda: {}, clock=lambda: T_NOW), ssl_context=server_context(certs.serving.cert_path, certs.serving.key_path),
+        authenticator=Authenticator(AuthenticationConfig()), authorizer=Authorizer(None, allow_all=True),
+        host="127.0.0.1", port=0, configmap_reader=read_configmap,
+    )
+    await server.start()
+    try:
+        async with KubeStandIn() as kube:
+            running = Running(f"https://127.0.0.1:{server.port}", kube, server.authorizer, certs, [])
+            hpa = {"X-Remote-User": "hpa"}
+            assert (await _get(running, V, pair=certs.front_proxy, headers=hpa))[0] == 200
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await _get(running, V, pair=new_front_proxy, headers=hpa)
+            data["requestheader-client-ca-file"] = new_ca.cert_path.read_text()
+            assert await server.load_configmap()
+            assert (await _get(running, V, pair=new_front_proxy, headers=hpa))[0] == 200
+            assert (await _get(running, V, pair=certs.front_proxy, headers=hpa))[0] == 401
+    finally:
+        await server.stop()
 
 
 async def test_subject_access_review_deny_is_403_and_cached(running: Running) -> None:

@@ -3,11 +3,12 @@ aggregated API server does (apiserver ``pkg/server/options/authentication.go``, 
 
 Authentication, in order (the first that yields a user wins; an error with no success is a 401):
 
-1. front proxy: a client certificate issued by the requestheader CA whose CN is in the allowed names
+1. front proxy: a client certificate verified against the requestheader CA (:mod:`.tls`; through
+   the intermediates the client sends) whose CN is in the allowed names
    (any CN when the list is empty) makes the ``X-Remote-User`` / ``X-Remote-Group`` /
    ``X-Remote-Extra-<key>`` / ``X-Remote-Uid`` headers trusted. A front-proxy certificate with a CN
    that is not allowed is an error. Without the user header, the next step is tried.
-2. client certificate: issued by the client CA -> user = CN, groups = O.
+2. client certificate: verified against the client CA -> user = CN, groups = O.
 3. bearer token -> a TokenReview (results cached 10 s).
 4. otherwise the caller is anonymous. Unlike the Go server (which hands ``system:anonymous`` to
    authorization), an anonymous caller gets 401 unless ``--insecure-allow-anonymous``; the health
@@ -34,7 +35,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from autoscaler.metrics_api.responder import Attributes
-from autoscaler.metrics_api.tls import load_ca_bundle, verify_client_certificate
+from autoscaler.metrics_api.tls import CertificateRejected, load_ca_bundle, verify_client_certificate
 
 __all__ = [
     "ANONYMOUS",
@@ -171,16 +172,23 @@ class Authenticator:
         self.reviews = reviews
         self._tokens = _TTLCache(CACHE_TTL_S, clock)
         self._parsed: dict[bytes, x509.Certificate | None] = {}
-        # Signature checks cost ~0.1 ms each: keep verdicts a minute (so expiry is seen within 60 s).
+        # Path validation costs ~0.25 ms a certificate: keep verdicts a minute (expiry is seen within 60 s).
         self._verdicts = _TTLCache(60.0, clock)
 
-    def _verified(self, der: bytes, certificate: x509.Certificate, cas: tuple[x509.Certificate, ...]) -> bool:
-        key = (der, cas)
+    def _rejection(
+        self, chain: tuple[bytes, ...], certificates: tuple[x509.Certificate, ...], cas: tuple[x509.Certificate, ...]
+    ) -> str:
+        """Why ``chain`` (leaf first, DER; parsed: ``certificates``) does not verify against ``cas``; "" if it does."""
+        key = (chain, cas)
         verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = verify_client_certificate(certificate, cas)
+            try:
+                verify_client_certificate(certificates[0], cas, intermediates=certificates[1:])
+                verdict = ""
+            except CertificateRejected as exc:
+                verdict = str(exc) or "rejected"
             self._verdicts.put(key, verdict)
-        return bool(verdict)
+        return str(verdict)
 
     def _certificate(self, der: bytes) -> x509.Certificate | None:
         if der not in self._parsed:
@@ -192,16 +200,29 @@ class Authenticator:
                 self._parsed[der] = None
         return self._parsed[der]
 
-    async def authenticate(self, *, peer_certificate: bytes | None, headers: Headers) -> Identity:
-        """The caller's identity, or :class:`Unauthenticated`."""
+    async def authenticate(
+        self, *, peer_certificate: bytes | None, headers: Headers, peer_intermediates: Sequence[bytes] = ()
+    ) -> Identity:
+        """The caller's identity, or :class:`Unauthenticated`.
+
+        ``peer_certificate`` is the TLS client certificate (DER) and ``peer_intermediates`` the
+        certificates the client sent with it (untrusted: only used to build a path to a CA).
+        """
         errors: list[str] = []
-        certificate = self._certificate(peer_certificate) if peer_certificate else None
-        if peer_certificate and certificate is None:
-            errors.append("unparseable client certificate")
+        chain: tuple[bytes, ...] = ()
+        certificates: tuple[x509.Certificate, ...] = ()
+        if peer_certificate:
+            parsed = [(der, self._certificate(der)) for der in (peer_certificate, *peer_intermediates)]
+            if parsed[0][1] is None:
+                errors.append("unparseable client certificate")
+            else:  # an unparseable intermediate is left out: a path needing it fails
+                chain = tuple(der for der, c in parsed if c is not None)
+                certificates = tuple(c for _, c in parsed if c is not None)
         front = self.config.requestheader
-        if peer_certificate and certificate is not None and front is not None:
-            if self._verified(peer_certificate, certificate, front.client_ca):
-                cn = _cn(certificate)
+        if certificates and front is not None:
+            rejection = self._rejection(chain, certificates, front.client_ca)
+            if not rejection:
+                cn = _cn(certificates[0])
                 if front.allowed_names and cn not in front.allowed_names:
                     errors.append(f"front-proxy certificate CN {cn!r} is not allowed")
                 else:
@@ -209,13 +230,14 @@ class Authenticator:
                     if identity is not None:
                         return identity
             elif not self.config.client_ca:
-                errors.append("client certificate not signed by the requestheader CA")
-        if peer_certificate and certificate is not None and self.config.client_ca:
-            if self._verified(peer_certificate, certificate, self.config.client_ca):
-                organizations = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+                errors.append(f"client certificate not verified by the requestheader CA: {rejection}")
+        if certificates and self.config.client_ca:
+            rejection = self._rejection(chain, certificates, self.config.client_ca)
+            if not rejection:
+                organizations = certificates[0].subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
                 groups = (*(str(o.value) for o in organizations), "system:authenticated")
-                return Identity(_cn(certificate), groups)
-            errors.append("client certificate not signed by a trusted CA")
+                return Identity(_cn(certificates[0]), groups)
+            errors.append(f"client certificate not verified by the client CA: {rejection}")
         authorization = next(iter(headers.getall("Authorization", [])), "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():

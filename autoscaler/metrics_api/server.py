@@ -1,13 +1,17 @@
 """Thin aiohttp handlers over :class:`~autoscaler.metrics_api.responder.Responder`, and the HTTPS server.
 
 One catch-all route: health paths are answered at once (no credentials needed, so kubelet probes
-work); everything else is authenticated (peer certificate from the TLS connection, headers),
-authorized (SubjectAccessReview, cached), then answered by the pure responder. Every reply's
-``Content-Type`` is the responder's (``application/json`` for the API).
+work); everything else is authenticated (the client certificate and the intermediates sent with
+it, from the TLS connection; headers), authorized (SubjectAccessReview, cached), then answered by
+the pure responder. Every reply's ``Content-Type`` is the responder's (``application/json`` for
+the API).
 
 :class:`MetricsServer` is what ``serve-metrics`` and ``run`` start; tests start it on port 0.
 When the authentication config comes from the ``kube-system/extension-apiserver-authentication``
-ConfigMap, :meth:`MetricsServer.refresh_loop` re-reads it every minute (CA rotation).
+ConfigMap, :meth:`MetricsServer.refresh_loop` re-reads it every minute (CA rotation). At start and
+whenever the config changes, the server hands the config's CAs to its TLS context
+(:func:`.tls.trust_client_cas`): handshakes then request a client certificate and accept one that
+chains to them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from autoscaler.metrics_api.auth import (
     config_from_configmap,
 )
 from autoscaler.metrics_api.responder import HEALTH_PATHS, Reply, Responder
+from autoscaler.metrics_api.tls import peer_chain, trust_client_cas
 
 __all__ = ["AUTH_CONFIGMAP_PATH", "MetricsServer", "make_app"]
 
@@ -38,15 +43,10 @@ log = logging.getLogger("autoscaler.metrics_api")
 AUTH_CONFIGMAP_PATH = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 
 
-def _peer_certificate(request: web.Request) -> bytes | None:
+def _peer_chain(request: web.Request) -> tuple[bytes, ...]:
+    """The TLS client certificate and the intermediates sent with it (DER); ``()`` without one."""
     transport = request.transport
-    if transport is None:
-        return None
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    der: bytes | None = ssl_object.getpeercert(binary_form=True)
-    return der
+    return peer_chain(transport.get_extra_info("ssl_object")) if transport is not None else ()
 
 
 def _response(reply: Reply) -> web.Response:
@@ -66,9 +66,10 @@ def make_app(
         if path in HEALTH_PATHS or authorizer.always_allowed(path):
             return _response(responder.respond(method, path, request.query))
         if authenticator is not None:
+            chain = _peer_chain(request)
             try:
                 identity = await authenticator.authenticate(
-                    peer_certificate=_peer_certificate(request), headers=request.headers
+                    peer_certificate=chain[0] if chain else None, peer_intermediates=chain[1:], headers=request.headers
                 )
             except Unauthenticated as exc:
                 log.debug("unauthenticated", extra={"path": path, "error": str(exc)})
@@ -128,8 +129,14 @@ class MetricsServer:
         )
         if config != self.authenticator.config:
             self.authenticator.config = config
+            self._trust_client_cas()
             log.info("authentication config loaded from kube-system/extension-apiserver-authentication")
         return True
+
+    def _trust_client_cas(self) -> None:
+        """Request client certificates chaining to the config's CAs (added to those trusted already)."""
+        if self.ssl_context is not None and self.authenticator is not None:
+            trust_client_cas(self.ssl_context, self.authenticator.config.all_cas)
 
     async def refresh_loop(self, stop: asyncio.Event, interval_s: float = 60.0) -> None:
         while not stop.is_set():
@@ -140,6 +147,7 @@ class MetricsServer:
 
     async def start(self) -> None:
         await self.load_configmap()
+        self._trust_client_cas()
         app = make_app(self.responder, authenticator=self.authenticator, authorizer=self.authorizer)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

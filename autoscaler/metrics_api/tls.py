@@ -1,69 +1,91 @@
 """TLS for the metrics API: the serving context, a self-signed pair for ``--cert-dir``, and client
-certificates that are *requested but not required* and verified after the handshake.
+certificates.
 
-The Go API server uses ``tls.RequestClientCert``: the handshake accepts any client certificate and
-the authenticators verify it against the right CA (front-proxy or client CA), so a certificate from
-an unknown CA becomes a ``401``, not a TLS alert. Python's ``ssl`` has no such mode, so
-:func:`request_client_certificates` installs an accept-all OpenSSL verify callback through ctypes
-(the ``SSL_CTX`` pointer is the first field of CPython's ``PySSLContext``; checked before use). If
-that is not possible on some interpreter, the context falls back to ``CERT_OPTIONAL`` with the CAs
-loaded: certificates are still verified, but a bad one fails the handshake instead of getting a 401.
+A client certificate is checked twice, by OpenSSL in the handshake and by ``cryptography`` after it:
 
-:func:`verify_client_certificate` then checks a peer certificate the way Go's ``x509.Verify``
-does for a directly-issued leaf: signature and issuer name, validity period, and the ``clientAuth``
-extended key usage when the certificate restricts its usages. Intermediate chains are not supported
-(front-proxy and client certificates are issued directly by their CA in kubeadm and cloud clusters).
+1. The handshake *requests* a certificate (``CERT_OPTIONAL``: a client without one still connects,
+   to use a bearer token) once :func:`trust_client_cas` has given the context some client CAs (the
+   requestheader CA and the client CA; the server adds those the ConfigMap brings). OpenSSL then
+   refuses, with no HTTP response, a certificate that does not chain to one of them through the
+   intermediates the client sends (or the bundle holds). It does not look at validity dates
+   (``X509_V_FLAG_NO_CHECK_TIME``): an expired or not-yet-valid certificate is left to step 2, so
+   it gets a 401 as from Go's API server (and is also caught on a connection that outlives it).
+2. :func:`verify_client_certificate` gives the verdict, per authenticator: ``cryptography``'s client
+   verifier (path building, signatures, the validity of every certificate in the path, basic
+   constraints, path length, name constraints, the ``clientAuth`` extended key usage) against that
+   authenticator's CA only. The front-proxy CA and the client CA are separate trust domains that
+   the handshake's union of both cannot tell apart. :func:`peer_chain` gives it the intermediates
+   the client sent.
+
+Python's ``ssl`` cannot let an arbitrary certificate through the handshake to judge it afterwards
+(Go's ``tls.RequestClientCert``): that takes an OpenSSL verify callback, which it does not expose.
+So a certificate from an unknown CA, or with a bad signature, closes the connection instead of
+getting a 401. The handshake's CAs only grow while the process runs (an ``SSLContext`` cannot drop
+one); a CA rotated out of the configuration still passes step 1 and is refused at step 2 (401).
+
+``cryptography``'s default profile is the CA/Browser Forum's web PKI one, which requires a subject
+alternative name and an authority key identifier in every leaf and a key usage extension in every
+CA. Front-proxy and client certificates are identified by their CN and often have neither, so
+:data:`_LEAF_POLICY` and :data:`_CA_POLICY` relax exactly those three to RFC 5280 (what Go's
+``x509.Verify`` and OpenSSL accept): optional, and a CA's key usage, when present, must allow
+certificate signing.
 """
 
 from __future__ import annotations
 
-import _ssl
-import contextlib
-import ctypes
 import datetime as dt
 import ipaddress
 import logging
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 __all__ = [
+    "CertificateRejected",
     "load_ca_bundle",
-    "request_client_certificates",
+    "peer_chain",
     "self_signed_pair",
     "server_context",
+    "trust_client_cas",
     "verify_client_certificate",
 ]
 
 log = logging.getLogger("autoscaler.metrics_api.tls")
 
-_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
-_ACCEPT_ANY = _VERIFY_CALLBACK(lambda preverify_ok, store: 1)  # kept alive for the process
-_SSL_VERIFY_PEER = 1
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000  # OpenSSL >= 1.1.0 (X509_VERIFY_PARAM_set_flags); not in ssl.VerifyFlags
 
 
-def request_client_certificates(context: ssl.SSLContext) -> bool:
-    """Ask clients for a certificate, let any through the handshake; False if this interpreter can't."""
-    context.verify_mode = ssl.CERT_OPTIONAL
-    try:
-        library = ctypes.CDLL(_ssl.__file__)
-        get_mode = library.SSL_CTX_get_verify_mode
-        get_mode.restype, get_mode.argtypes = ctypes.c_int, [ctypes.c_void_p]
-        set_verify = library.SSL_CTX_set_verify
-        set_verify.restype, set_verify.argtypes = None, [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
-        pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-        if not pointer or get_mode(pointer) != _SSL_VERIFY_PEER:
-            return False
-        set_verify(pointer, _SSL_VERIFY_PEER, _ACCEPT_ANY)
-        return True
-    except (OSError, AttributeError, ValueError):
-        return False
+class CertificateRejected(Exception):
+    """A client certificate that does not verify against the CAs it was checked with; the reason."""
+
+
+def _ca_may_sign_certificates(policy: Policy, certificate: x509.Certificate, usage: x509.KeyUsage | None) -> None:
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError("the CA's key usage does not allow certificate signing")
+
+
+_LEAF_POLICY = (
+    ExtensionPolicy.webpki_defaults_ee()
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.AuthorityKeyIdentifier, Criticality.NON_CRITICAL, None)
+)
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+    x509.KeyUsage, Criticality.AGNOSTIC, _ca_may_sign_certificates
+)
 
 
 def load_ca_bundle(pem: bytes | str) -> tuple[x509.Certificate, ...]:
@@ -78,39 +100,84 @@ def server_context(
     client_cas: Sequence[x509.Certificate] = (),
     request_client_certs: bool = True,
 ) -> ssl.SSLContext:
-    """TLS 1.2+ serving context; client certificates requested (verified later) when asked."""
+    """TLS 1.2+ serving context; with ``request_client_certs``, client certificates are requested
+    (once there are ``client_cas``, or CAs added later by :func:`trust_client_cas`)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert_file), str(key_file))
-    if request_client_certs and not request_client_certificates(context):
-        log.warning("client certificates are verified during the handshake (a bad one fails TLS, not 401)")
-        context.verify_mode = ssl.CERT_OPTIONAL
-        if client_cas:
-            pem = "".join(ca.public_bytes(serialization.Encoding.PEM).decode() for ca in client_cas)
-            context.load_verify_locations(cadata=pem)
+    if request_client_certs:
+        trust_client_cas(context, client_cas)
     return context
 
 
+def trust_client_cas(context: ssl.SSLContext, cas: Sequence[x509.Certificate]) -> None:
+    """Request client certificates in ``context``'s handshakes and accept those that chain to ``cas``
+    (added to the CAs already there; validity dates are left to :func:`verify_client_certificate`).
+
+    Without any CA the context does not ask for a certificate: one could only be refused.
+    """
+    if not cas:
+        return
+    context.load_verify_locations(cadata=b"".join(ca.public_bytes(serialization.Encoding.DER) for ca in cas))
+    # PARTIAL_CHAIN: any certificate in the bundle is a trust anchor, self-signed or not (as in Go and
+    # in cryptography's Store); NO_CHECK_TIME: see the module docstring.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | _X509_V_FLAG_NO_CHECK_TIME
+    context.verify_mode = ssl.CERT_OPTIONAL
+
+
+def peer_chain(ssl_object: Any) -> tuple[bytes, ...]:
+    """The client's certificate and then the intermediates it sent (DER); ``()`` without a certificate.
+
+    The certificate is ``getpeercert(binary_form=True)``. The intermediates come from
+    ``get_unverified_chain()``, public since Python 3.13 and on 3.10-3.12 the same C method reached
+    through ``SSLObject._sslobj``: untrusted input to the verifier's path building, never a verdict.
+    Where neither exists, intermediates must be in the CA bundle.
+    """
+    if ssl_object is None:
+        return ()
+    leaf: bytes | None = ssl_object.getpeercert(binary_form=True)
+    if not leaf:
+        return ()
+    unverified = getattr(ssl_object, "get_unverified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None
+    )
+    try:
+        sent = [_der(certificate) for certificate in (unverified() if unverified else None) or ()]
+    except (AttributeError, TypeError, ValueError, ssl.SSLError):
+        log.debug("the client's certificate chain is unavailable; only its certificate is used")
+        sent = []
+    return (leaf, *dict.fromkeys(der for der in sent if der != leaf))
+
+
+def _der(certificate: Any) -> bytes:
+    """DER from Python 3.13+ (bytes already) or from 3.10-3.12 (an ``_ssl.Certificate``, PEM by default)."""
+    if isinstance(certificate, bytes):
+        return certificate
+    return ssl.PEM_cert_to_DER_cert(certificate.public_bytes())
+
+
 def verify_client_certificate(
-    certificate: x509.Certificate, cas: Sequence[x509.Certificate], *, now: dt.datetime | None = None
-) -> bool:
-    """True when ``certificate`` is a currently valid client certificate issued directly by one of ``cas``."""
-    moment = now or dt.datetime.now(dt.UTC)
-    if not certificate.not_valid_before_utc <= moment <= certificate.not_valid_after_utc:
-        return False
-    with contextlib.suppress(x509.ExtensionNotFound):
-        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages:
-            return False
-    for ca in cas:
-        if not ca.not_valid_before_utc <= moment <= ca.not_valid_after_utc:
-            continue
-        try:
-            certificate.verify_directly_issued_by(ca)
-        except (InvalidSignature, ValueError, TypeError):  # wrong issuer name, signature or key type
-            continue
-        return True
-    return False
+    certificate: x509.Certificate,
+    cas: Sequence[x509.Certificate],
+    *,
+    intermediates: Sequence[x509.Certificate] = (),
+    now: dt.datetime | None = None,
+) -> list[x509.Certificate]:
+    """The verified path (``certificate`` first, a member of ``cas`` last) of a client certificate
+    valid at ``now``, through ``intermediates`` if needed; :class:`CertificateRejected` otherwise."""
+    if not cas:
+        raise CertificateRejected("no CA to verify it against")
+    try:
+        verifier = (
+            PolicyBuilder()
+            .store(Store(list(cas)))
+            .time(now or dt.datetime.now(dt.UTC))
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_LEAF_POLICY)
+            .build_client_verifier()
+        )
+        return verifier.verify(certificate, list(intermediates)).chain
+    except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
+        raise CertificateRejected(str(exc)) from exc
 
 
 def self_signed_pair(cert_dir: str | Path, hosts: Sequence[str] = ()) -> tuple[Path, Path]:
