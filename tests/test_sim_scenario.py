@@ -6,8 +6,8 @@ Case matrix:
   scenario   errors name the file, the key and the value | unknown preset in a policy is refused
   command    report.json has exactly the issue's fields per policy | summary.md | PNGs |
              same seed -> identical report | every shipped scenario loads, every baseline builds
-  sense      on a trace not tuned for (Mooncake conversation): oracle cheapest among those meeting the
-             SLO, static-peak meets it, nothing dropped
+  sense      on a trace not tuned for (Mooncake conversation): no-wait cheaper than static-peak, both
+             meet the SLO, nothing costs less than the work-bound floor, nothing dropped
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from autoscaler.sim.scenario import ScenarioError, load_scenario, load_trace
 from autoscaler.sim.trace import Trace, read_trace
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"  # beside the checkout, as in CI
-FIELDS = ["name", "gpuHours", "sloAttainment", "latencyMean", "latencyP50", "latencyP95", "latencyP99", "waitMean",
+FIELDS = ["name", "gpuHours", "gpuHoursFloor", "sloAttainment", "latencyMean", "latencyP50", "latencyP95", "latencyP99", "waitMean",
           "coldStarts", "scaleEvents", "maxReplicas", "requests", "dropped"]
 
 
@@ -79,8 +79,9 @@ def test_simulate_command_report_and_determinism(tmp_path: Path, capsys: pytest.
     args = ["simulate", "--scenario", "simulations/flash-crowd.yaml", "--duration", "1800"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     table = capsys.readouterr().out
-    assert "| policy" in table and "oracle" in table
+    assert "| policy" in table and "| no-wait" in table and "Cost floor:" in table
     report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["bounds"]["gpuHoursFloor"] == report["policies"][0]["gpuHoursFloor"] > 0
     assert [list(p) for p in report["policies"]] == [FIELDS] * len(report["policies"])
     for name in ("summary.md", "replicas.png", "latency.png", "cost_vs_slo.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0
@@ -103,12 +104,13 @@ def test_results_are_sensible_on_an_unseen_trace(tmp_path: Path) -> None:
           loadTimeSeconds: {{distribution: fixed, value: 120}}, initialReplicas: 4}}
   slo: {{latencySeconds: 30}}
   policies: [{Path('simulations/baselines/static-peak.yaml').resolve()},
-             {Path('simulations/baselines/oracle.yaml').resolve()},
+             {Path('simulations/baselines/no-wait.yaml').resolve()},
              {Path('simulations/baselines/keda-queue-depth.yaml').resolve()}]
 """)
     results = {r.name: r.summary for r in compare(load_scenario(path), progress=None).results}
-    static, oracle, keda = results["static-peak"], results["oracle"], results["keda-queue-depth"]
-    assert static["sloAttainment"] > 0.97 and oracle["sloAttainment"] > 0.97
-    assert oracle["gpuHours"] < static["gpuHours"]
-    assert oracle["waitMean"] < 1.0 and keda["waitMean"] >= oracle["waitMean"]
+    static, no_wait, keda = results["static-peak"], results["no-wait"], results["keda-queue-depth"]
+    assert static["sloAttainment"] > 0.97 and no_wait["sloAttainment"] > 0.97
+    assert no_wait["gpuHours"] < static["gpuHours"]
+    assert no_wait["waitMean"] < 1.0 and keda["waitMean"] >= no_wait["waitMean"]
     assert all(r["dropped"] == 0 for r in results.values())
+    assert all(r["gpuHoursFloor"] < r["gpuHours"] for r in results.values())

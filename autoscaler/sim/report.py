@@ -1,4 +1,12 @@
-"""The simulation report: ``report.json``, ``summary.md`` and matplotlib PNGs (Agg backend, no display)."""
+"""The simulation report: ``report.json``, ``summary.md`` and matplotlib PNGs (Agg backend, no display).
+
+Two reference points frame the policies' cost. ``gpuHoursFloor`` (from
+:func:`autoscaler.sim.compare.gpu_hours_floor`) is the work bound: the GPU-hours if every slot were
+busy all the time; no schedule spends less, and the table's ``x floor`` column is each policy's
+GPU-hours over it. The ``no-wait`` baseline (once called ``oracle``) is the schedule under which no
+request ever waits, knowing the future; it is not a lower bound, and a policy letting requests wait
+within the SLO may cost less.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +19,19 @@ import numpy as np
 
 from autoscaler.sim.run import RunResult, Slo
 
-__all__ = ["COLUMNS", "summary_table", "write_report"]
+__all__ = ["COLUMNS", "FLOOR_NOTE", "NO_WAIT_NOTE", "summary_table", "write_report"]
+
+FLOOR_NOTE = ("gpuHoursFloor is the work bound: the sum over requests of service time / maxConcurrency "
+              "(x GPUs per replica), the GPU-hours if every slot were busy all the time; no schedule spends less.")
+NO_WAIT_NOTE = ("no-wait (formerly 'oracle') holds, knowing the future, enough replicas that no request ever "
+                "waits: the running max of offered concurrency over the load time. It is not a cost lower "
+                "bound: a policy that lets requests wait within the SLO may spend less.")
 
 # (report.json field, table header, format)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("name", "policy", "{}"),
     ("gpuHours", "GPU-h", "{:.2f}"),
+    ("gpuHoursOverFloor", "x floor", "{:.2f}"),  # derived: gpuHours / gpuHoursFloor
     ("sloAttainment", "SLO met", "{:.2%}"),
     ("latencyMean", "mean s", "{:.2f}"),
     ("latencyP50", "p50 s", "{:.2f}"),
@@ -35,13 +50,32 @@ def _cell(fmt: str, value: Any) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _floor(results: Sequence[RunResult]) -> float | None:
+    values = [r.summary.get("gpuHoursFloor") for r in results]
+    return next((float(v) for v in values if v is not None), None)
+
+
+def _value(summary: dict[str, Any], key: str) -> Any:
+    if key == "gpuHoursOverFloor":
+        floor = summary.get("gpuHoursFloor")
+        return summary["gpuHours"] / floor if floor else None
+    return summary[key]
+
+
 def summary_table(results: Sequence[RunResult]) -> str:
-    """A Markdown table, one row per policy, aligned for reading as plain text too."""
-    rows = [[header for _, header, _ in COLUMNS]]
-    rows += [[_cell(fmt, r.summary[key]) for key, _, fmt in COLUMNS] for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    """A Markdown table, one row per policy, aligned for reading as plain text too; below it the
+    work-bound floor and what the no-wait baseline is, when the results carry the floor."""
+    columns = [c for c in COLUMNS if c[0] != "gpuHoursOverFloor" or _floor(results) is not None]
+    rows = [[header for _, header, _ in columns]]
+    rows += [[_cell(fmt, _value(r.summary, key)) for key, _, fmt in columns] for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    floor = _floor(results)
+    if floor is not None:
+        lines += ["", f"Cost floor: {floor:.2f} GPU-h. {FLOOR_NOTE}"]
+    if any(name in str(r.summary.get("name")) for r in results for name in ("no-wait", "oracle")):
+        lines += ["", NO_WAIT_NOTE]
     return "\n".join(lines)
 
 
@@ -50,12 +84,15 @@ def write_report(out: Path, *, scenario: str, seed: int, slo: Slo, results: Sequ
                  plots: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.json", out / "summary.md"]
-    report = {
+    report: dict[str, Any] = {
         "scenario": scenario,
         "seed": seed,
         "slo": {"latencySeconds": slo.latency_s, "metric": slo.metric},
-        "policies": [r.summary for r in results],
     }
+    floor = _floor(results)
+    if floor is not None:
+        report["bounds"] = {"gpuHoursFloor": floor, "gpuHoursFloorIs": FLOOR_NOTE, "noWaitIs": NO_WAIT_NOTE}
+    report["policies"] = [r.summary for r in results]
     written[0].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     written[1].write_text(
         f"# Simulation {scenario}\n\nSLO: {slo.metric} latency <= {slo.latency_s:g} s; seed {seed}.\n\n"
@@ -106,6 +143,10 @@ def _plot(out: Path, results: Sequence[RunResult], slo: Slo, demand_t: np.ndarra
         ax.scatter(r.summary["gpuHours"], 100 * r.summary["sloAttainment"])
         ax.annotate(r.name, (r.summary["gpuHours"], 100 * r.summary["sloAttainment"]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
+    floor = _floor(results)
+    if floor is not None:
+        ax.axvline(floor, color="k", ls=":", lw=0.8, label=f"work-bound floor {floor:.2f}")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_xlabel("GPU-hours")
     ax.set_ylabel("SLO attainment (%)")
     ax.grid(alpha=0.3)

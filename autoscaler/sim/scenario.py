@@ -3,6 +3,14 @@
 Parsed once into frozen values; errors name the file, the key and the value. Paths inside a
 scenario are relative to the scenario file. A ``policies`` entry is a path, or ``{path, root, name}``
 where ``root`` is the policy tree whose folder defaults apply (as for ``replay --root``).
+
+``spec.warmStart`` (default ``true``) starts every run from the trace's steady state (see
+:mod:`autoscaler.sim.run`); ``false`` starts ``initialReplicas`` with empty controller windows, and
+``{windowSeconds: N}`` measures the opening load over the first N seconds (default 300).
+
+Baseline algorithms: ``kpa``, ``ray-serve``, ``static`` and ``no-wait`` (``oracle`` is its old
+name, still accepted: the schedule under which no request ever waits, which is no cost bound).
+A trace that is empty after windowing and scaling is an error naming the scenario and the trace.
 """
 
 from __future__ import annotations
@@ -22,13 +30,13 @@ from autoscaler.sim.controllers import (
     Controller,
     KpaConfig,
     KpaController,
-    OracleController,
+    NoWaitController,
     PolicyController,
     RayServeConfig,
     RayServeController,
     StaticController,
+    no_wait_schedule,
     offered_concurrency,
-    oracle_schedule,
 )
 from autoscaler.sim.fleet import FleetConfig, LoadTime, decode_profile
 from autoscaler.sim.pipeline import PipelineConfig, unsupported_presets
@@ -46,7 +54,12 @@ from autoscaler.sim.trace import (
 
 __all__ = ["Baseline", "PolicyRef", "Scenario", "ScenarioError", "build_controller", "load_scenario", "load_trace"]
 
-ALGORITHMS = ("kpa", "ray-serve", "static", "oracle")
+ALGORITHMS = ("kpa", "ray-serve", "static", "no-wait")
+ALIASES = {"oracle": "no-wait"}  # old names still accepted in baseline files
+# Baseline parameters that are periods, rates or targets: zero or less would divide by zero or never tick.
+POSITIVE = frozenset({"binSeconds", "controlLoopSeconds", "lookBackPeriodSeconds", "maxOngoingRequests",
+                      "metricsIntervalSeconds", "recordIntervalSeconds", "stableWindowSeconds", "targetConcurrency",
+                      "targetOngoingRequests", "targetUtilization", "tickSeconds"})
 
 
 class ScenarioError(ValueError):
@@ -108,6 +121,8 @@ class Scenario:
     seed: int
     duration_s: float | None = None
     drain_s: float = 600.0
+    warm_start: bool = True
+    warm_window_s: float = 300.0
 
 
 def _fleet(raw: Mapping[str, Any], where: str, base: Path) -> FleetConfig:
@@ -188,6 +203,14 @@ def load_scenario(path: str | Path) -> Scenario:
         raise _fail(where, "spec.slo.metric", metric, "must be e2e or ttft")
     meta = _map(data.get("metadata"), where, "metadata")
     duration = spec.get("durationSeconds")
+    warm = spec.get("warmStart", True)
+    if isinstance(warm, Mapping):
+        warm_window = _num(warm, "windowSeconds", 300, where, "spec.warmStart.", strict=True)
+        warm = True
+    elif isinstance(warm, bool):
+        warm_window = 300.0
+    else:
+        raise _fail(where, "spec.warmStart", warm, "must be true, false or {windowSeconds: N}")
     return Scenario(
         name=str(meta.get("name", path.stem)),
         source=path,
@@ -205,6 +228,8 @@ def load_scenario(path: str | Path) -> Scenario:
         seed=int(_num(spec, "seed", 1, where, "spec.")),
         duration_s=None if duration is None else _num(spec, "durationSeconds", 0, where, "spec.", strict=True),
         drain_s=_num(spec, "drainSeconds", 600, where, "spec."),
+        warm_start=warm,
+        warm_window_s=warm_window,
     )
 
 
@@ -266,7 +291,12 @@ def load_trace(scenario: Scenario) -> Trace:
         raise ScenarioError(f"{where}: spec.trace: {exc}") from None
     if scenario.duration_s is not None:
         trace = trace.window(scenario.duration_s / scenario.time_scale)
-    return trace.scaled(time_scale=scenario.time_scale, rate_scale=scenario.rate_scale, rng=rng)
+    trace = trace.scaled(time_scale=scenario.time_scale, rate_scale=scenario.rate_scale, rng=rng)
+    if len(trace) == 0:
+        raise ScenarioError(f"{where}: spec.trace: {trace.source or 'the trace'}: no requests after windowing "
+                            f"and scaling (durationSeconds {scenario.duration_s}, rateScale {scenario.rate_scale}); "
+                            "an empty trace has no SLO to meet")
+    return trace
 
 
 # ------------------------------------------------------------------------------------------ policy files
@@ -277,13 +307,17 @@ def load_baseline(path: Path) -> Baseline:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     spec = _map(data.get("spec"), where, "spec")
     algorithm = spec.get("algorithm")
+    algorithm = ALIASES.get(algorithm, algorithm) if isinstance(algorithm, str) else algorithm
     if algorithm not in ALGORITHMS:
         raise _fail(where, "spec.algorithm", algorithm, f"must be one of {', '.join(ALGORITHMS)}")
     params = _map(spec.get("parameters"), where, "spec.parameters")
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _fail(where, f"spec.parameters.{key}", value, "must be a number")
-    min_r = int(_num(spec, "minReplicas", 1, where, "spec.", minimum=1))
+        if key in POSITIVE and not value > 0:
+            raise _fail(where, f"spec.parameters.{key}", value, "must be > 0")
+    # Only Ray Serve scales to zero here (its cold-start path); the others need a replica.
+    min_r = int(_num(spec, "minReplicas", 1, where, "spec.", minimum=0 if algorithm == "ray-serve" else 1))
     max_r = int(_num(spec, "maxReplicas", 100, where, "spec.", minimum=min_r))
     name = str(_map(data.get("metadata"), where, "metadata").get("name", path.stem))
     return Baseline(name, str(algorithm), min_r, max_r, {k: float(v) for k, v in params.items()}, where)
@@ -333,7 +367,11 @@ def build_controller(item: ScalingPolicy | Baseline, trace: Trace, fleet: FleetC
             upscaling_factor=p.get("upscalingFactor", 1.0), downscaling_factor=p.get("downscalingFactor", 1.0),
             metrics_interval_s=p.get("metricsIntervalSeconds", 10.0),
             look_back_period_s=p.get("lookBackPeriodSeconds", 30.0),
-            control_loop_s=p.get("controlLoopSeconds", 1.0),
+            downscale_to_zero_delay_s=p.get("downscaleToZeroDelaySeconds"),
+            record_interval_s=p.get("recordIntervalSeconds", 0.5),
+            control_loop_s=p.get("controlLoopSeconds", 0.1),
+            # A replica batches up to maxConcurrency; Ray's handle sends it no more than that.
+            max_ongoing_requests=int(p.get("maxOngoingRequests", fleet.max_concurrency)),
         ))
     bin_s = p.get("binSeconds", 5.0)
     horizon = trace.duration_s + drain_s
@@ -344,5 +382,5 @@ def build_controller(item: ScalingPolicy | Baseline, trace: Trace, fleet: FleetC
         replicas = min(max(replicas, item.min_replicas), item.max_replicas)
         return StaticController(item.name, replicas)
     lookahead = fleet.scheduling_delay_s + fleet.load_time.p99_s + bin_s
-    schedule = np.minimum(oracle_schedule(need, bin_s=bin_s, lookahead_s=lookahead), item.max_replicas)
-    return OracleController(item.name, schedule, bin_s, min_replicas=item.min_replicas)
+    schedule = np.minimum(no_wait_schedule(need, bin_s=bin_s, lookahead_s=lookahead), item.max_replicas)
+    return NoWaitController(item.name, schedule, bin_s, min_replicas=item.min_replicas)

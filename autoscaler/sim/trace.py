@@ -9,8 +9,9 @@ Formats (see ``shared/traces/README.md``):
 * ``azure``    Azure LLM inference trace 2023: ``TIMESTAMP,ContextTokens,GeneratedTokens``
 * ``mooncake`` Mooncake FAST'25 JSON lines: ``timestamp`` (ms), ``input_length``, ``output_length``
 * ``servegen`` ServeGen per-client rate windows (a folder of ``chunk-*-trace.csv``, or one file);
-  these are statistics, so requests are *generated* from them (Gamma/Weibull inter-arrivals per client
-  and window) and token lengths come from the scenario's ``tokens`` distributions
+  these are statistics, so requests are *generated* from them: per client, a renewal process with each
+  window's Gamma/Weibull shape, paced so each window's expected count is its published ``rate x 600``
+  (see :func:`servegen_windows`); token lengths come from the scenario's ``tokens`` distributions
 * ``csv``      ``arrival_s,input_tokens,output_tokens`` with a header
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -192,9 +194,13 @@ def _read_csv(path: Path) -> Trace:
     if header[:3] != ["arrival_s", "input_tokens", "output_tokens"]:
         raise TraceError(f"{path}:1: expected the header arrival_s,input_tokens,output_tokens, got {header}")
     try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1, 2), dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": an empty trace, refused later
+            data = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1, 2), dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise TraceError(f"{path}: {exc}") from None
+    if data.size == 0:
+        data = np.zeros((0, 3))
     return Trace.of(data[:, 0], data[:, 1], data[:, 2], str(path))
 
 
@@ -300,6 +306,33 @@ def flash_crowd(*, rate_per_s: float, multiplier: float, start_s: float, minutes
     return _with_tokens(arrival, tokens_in, tokens_out, rng, f"flash-crowd({rate_per_s}/s x{multiplier})")
 
 
+def _unit_gaps(kind: str, shape: float, n: int, rng: np.random.Generator, source: str) -> FloatArray:
+    """``n`` inter-arrival gaps of the window's distribution family and shape, rescaled to mean 1.
+
+    Only the shape is kept: the published ``scale`` is a fit whose mean is not ``1 / rate`` (on
+    language/m-large, rate x mean gap ranges from 0.03 to 8.9, 1.09 weighted by requests).
+    """
+    if kind == "Gamma":
+        return rng.gamma(shape, 1.0 / shape, n)
+    if kind == "Weibull":
+        return rng.weibull(shape, n) / math.gamma(1.0 + 1.0 / shape)
+    raise TraceError(f"{source}: unknown inter-arrival distribution {kind!r}")
+
+
+def _equilibrium_first_gap(kind: str, shape: float, rng: np.random.Generator) -> float:
+    """The wait to the first arrival of a *stationary* renewal process with mean-1 gaps of this kind.
+
+    It is a uniform fraction of a length-biased gap (the gap an arbitrary instant falls in). The
+    length-biased Gamma(k) is Gamma(k + 1); the length-biased Weibull(c) is (Gamma(1 + 1/c))^(1/c).
+    Starting from an arrival instead over-counts the opening of a bursty (CV > 1) process.
+    """
+    if kind == "Gamma":
+        biased = rng.gamma(shape + 1.0, 1.0 / shape)
+    else:
+        biased = rng.gamma(1.0 + 1.0 / shape) ** (1.0 / shape) / math.gamma(1.0 + 1.0 / shape)
+    return float(rng.random() * biased)
+
+
 def servegen_windows(
     windows: list[npt.NDArray[np.float64]],
     dists: list[npt.NDArray[np.str_]],
@@ -312,26 +345,44 @@ def servegen_windows(
 ) -> Trace:
     """Generate arrivals from ServeGen per-client windows: ``[window_start_s, rate, shape, scale]`` rows.
 
-    Within a window a client's gaps follow its Gamma or Weibull (scipy parameterisation); the first
-    arrival is offset by a uniform fraction of a gap so windows do not all start with a request.
+    Each client is one renewal process running through its windows in *operational time* (time
+    measured in expected arrivals): a window of rate ``r`` is ``600 r`` units long, and its gaps are
+    drawn from the window's Gamma or Weibull with the published shape, rescaled to mean 1 unit. So
+    the expected count of a window is the published ``rate x 600`` and its arrivals spread over the
+    whole window; the gap in progress at a window's end carries into the next active window, and the
+    process starts stationary (not at an arrival) at the client's first window in the span. A
+    window with no rate or no distribution has no arrivals and does not advance the process.
     ``span_s`` keeps only ``[start, end)`` of the day (times are then relative to ``start``).
     """
+    length = 600.0
     parts: list[FloatArray] = []
     lo, hi = span_s if span_s is not None else (-math.inf, math.inf)
     for rows, kinds in zip(windows, dists, strict=True):
-        for (start, rate, shape, scale), kind in zip(rows, kinds, strict=True):
-            length = 600.0
+        carry: float | None = None  # operational time to the client's next arrival
+        order = np.argsort(rows[:, 0], kind="stable") if len(rows) else np.zeros(0, dtype=np.int64)
+        for i in order.tolist():
+            start, rate, shape = float(rows[i, 0]), float(rows[i, 1]), float(rows[i, 2])
+            kind = str(kinds[i])
             if rate <= 0 or not kind or start + length <= lo or start >= hi:
                 continue
-            n = int(rate * length * 1.5 + 20)
-            if kind == "Gamma":
-                gaps = rng.gamma(shape, scale, n)
-            elif kind == "Weibull":
-                gaps = scale * rng.weibull(shape, n)
-            else:
+            if kind not in ("Gamma", "Weibull"):
                 raise TraceError(f"{source}: unknown inter-arrival distribution {kind!r}")
-            t = start + np.cumsum(gaps) - gaps[0] * rng.random()
-            parts.append(t[(t >= max(start, lo)) & (t < min(start + length, hi))])
+            if not shape > 0:
+                raise TraceError(f"{source}: window {start:g} s: {kind} shape {shape!r} must be > 0")
+            units = rate * length
+            at = _equilibrium_first_gap(kind, shape, rng) if carry is None else carry  # the pending arrival
+            points: list[FloatArray] = []
+            while at < units:
+                gaps = _unit_gaps(kind, shape, int((units - at) * 1.2 + 20), rng, source)
+                cum = at + np.concatenate([[0.0], np.cumsum(gaps)])  # cum[0] is the pending arrival
+                inside = int(np.searchsorted(cum, units, side="left"))
+                if inside == len(cum):  # all in the window: the last one stays pending for the next draw
+                    inside -= 1
+                points.append(cum[:inside])
+                at = float(cum[inside])
+            carry = at - units
+            t = start + np.concatenate(points) / rate if points else np.zeros(0)
+            parts.append(t[(t >= lo) & (t < hi)])
     arrival = np.sort(np.concatenate(parts)) if parts else np.zeros(0)
     if math.isfinite(lo):
         arrival = arrival - lo
