@@ -30,9 +30,12 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+# ruff, mypy (strict) and the package layers (import-linter: [tool.importlinter] in pyproject.toml).
+# No `ruff format --check` yet: the code base is not ruff-formatted.
 lint: install
 	$(BIN)/ruff check autoscaler tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,8 @@ Open loop: history cannot tell what would have happened had the target been scal
 each tick's observation carries the replicas the target *really* had, and the scale events recorded
 in the state are the target's real changes (the behavior limits then reflect what really happened).
 The decisions come from the same :func:`autoscaler.core.decide` as the live service, on the same
-per-target PromQL as the signals edge (and the same history keeping for predictive policies).
+per-target PromQL as the forecast warm start (:func:`autoscaler.signals.promql.target_expr`), and
+the same history keeping for predictive policies.
 
 Replica history comes from kube-state-metrics (``kube_deployment_spec_replicas`` and
 ``..._status_replicas_ready``, or the StatefulSet series), else from our own
@@ -20,17 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autoscaler.core import MetricReading, Unavailable
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.step import TargetReading, TargetState, note_scale_change, step
-from autoscaler.policy.model import ScalingPolicy
+from autoscaler.errors import InputError
 from autoscaler.presets import PRESETS, SignalKind
-from autoscaler.signals.promql import quote, render_custom, target_query
+from autoscaler.signals.promql import quote, target_expr
 
 __all__ = ["BacktestError", "BacktestTick", "RangeReader", "Series", "backtest", "replica_queries", "summarize"]
 
 Series = Mapping[float, float]  # timestamp -> value
 
 
-class BacktestError(ValueError):
+class BacktestError(InputError):
     """Not enough history to backtest (the message says what is missing)."""
 
 
@@ -47,14 +49,6 @@ class BacktestTick:
     reason: str
     message: str
     metrics: Mapping[str, float | None] = field(default_factory=dict)
-
-
-def metric_query(policy: ScalingPolicy, name: str, window: str) -> str:
-    spec = policy.metric(name)
-    if spec.source.preset is not None:
-        return target_query(PRESETS[spec.source.preset], policy=policy, spec=spec, window=window)
-    assert spec.source.query is not None
-    return render_custom(spec.source.query, policy=policy, match_labels=spec.source.match_labels)
 
 
 def replica_queries(policy: ScalingPolicy) -> list[tuple[str, str]]:
@@ -97,10 +91,10 @@ async def backtest(
     interval = float(step_s or policy.interval_s)
     if end_s <= start_s:
         raise BacktestError(f"--to ({end_s}) must be after --from ({start_s})")
-    values = {
-        m.name: await reader.series(metric_query(policy, m.name, window), start_s=start_s, end_s=end_s, step_s=interval)
-        for m in policy.signals
-    }
+    values: dict[str, Series] = {}
+    for spec in policy.signals:
+        expr = target_expr(policy, spec, window=window)
+        values[spec.name] = await reader.series(expr, start_s=start_s, end_s=end_s, step_s=interval)
     candidates = [(replicas_query, ready_query or replicas_query)] if replicas_query else replica_queries(policy)
     actual: Series = {}
     ready: Series = {}

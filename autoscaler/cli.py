@@ -1,5 +1,8 @@
 """The ``inference-autoscaler`` command. Each subcommand lives in ``autoscaler/commands/<name>.py``
 and exposes ``register(subparsers)``; its heavy imports happen only when it runs.
+
+An :class:`~autoscaler.errors.AutoscalerError` that ends a command is printed as its one-line message
+(no traceback) and exits with its kind's status (:class:`~autoscaler.commands.common.Exit`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from autoscaler import __version__
+from autoscaler.commands.common import EXIT_STATUS_HELP, Exit, exit_code
+from autoscaler.errors import AutoscalerError
 
 # Subcommand modules under autoscaler.commands, in the order `--help` lists them.
 COMMANDS = ("validate", "replay", "schema", "signals", "run", "serve_metrics", "simulate", "backtest")
@@ -19,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inference-autoscaler",
         description="Kubernetes-native autoscaler for GPU/LLM inference.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -30,14 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a usage error exits here with argparse's 2 (Exit.USAGE)
     try:
         code: int = args.run(args)
     except BrokenPipeError:  # `... | head` closed the pipe: not an error
         sys.stderr.close()
-        return 0
+        return Exit.OK
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED
+    except AutoscalerError as error:
+        sys.stdout.flush()  # what was printed before the error comes first
+        print(error, file=sys.stderr)
+        return exit_code(error)
     return code
 
 

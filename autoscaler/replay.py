@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.core import Decision, MetricReading, Unavailable
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.step import TargetReading, TargetState, step
-from autoscaler.policy.model import ScalingPolicy
+from autoscaler.errors import InputError
 
 __all__ = ["ObservationError", "TimedObservation", "decision_record", "parse_observations", "replay"]
 
 
-class ObservationError(ValueError):
+class ObservationError(InputError):
     """A malformed observation line; the message names the file and line number."""
 
 
@@ -78,15 +79,18 @@ def parse_observations(
         if not isinstance(metrics_raw, dict):
             raise ObservationError(f"{where}: metrics must be an object of name -> number or null")
         readings: dict[str, MetricReading] = {}
-        for name, value in metrics_raw.items():
+        for given, value in metrics_raw.items():
+            # An SLO policy's inputs may be written by their plain names (running, waiting, latency,
+            # completions) when the policy has no metric of that name.
+            name = given if given in known or f"slo:{given}" not in known else f"slo:{given}"
             if name not in known:
                 raise ObservationError(
-                    f"{where}: metrics.{name}: policy {policy.key} has no such metric (has: {', '.join(known)})"
+                    f"{where}: metrics.{given}: policy {policy.key} has no such metric (has: {', '.join(known)})"
                 )
             if value is None:
                 readings[name] = MetricReading.missing(Unavailable.MISSING, "null in observation")
             elif isinstance(value, bool) or not isinstance(value, int | float):
-                raise ObservationError(f"{where}: metrics.{name} = {value!r}: must be a number or null")
+                raise ObservationError(f"{where}: metrics.{given} = {value!r}: must be a number or null")
             else:
                 readings[name] = MetricReading.of(float(value))
         load_time = raw.get("loadTimeSeconds")

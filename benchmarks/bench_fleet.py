@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from prometheus_server import exposition_server, start_prometheus, wait_for
 
-from autoscaler.policy.model import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
+from autoscaler.core.policy import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
 from autoscaler.presets import PRESETS
 from autoscaler.prometheus import PrometheusClient, PrometheusConfig
 from autoscaler.signals import FleetReader, SignalSettings, target_query

@@ -94,11 +94,11 @@ def _serve(kind: str, directory: Path, port_file: Path) -> None:
     from aiohttp import web
 
     from autoscaler.core import Decision, MetricReading, Reason
+    from autoscaler.core.policy import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
     from autoscaler.metrics_api import Responder
     from autoscaler.metrics_api.auth import AuthenticationConfig, Authenticator, Authorizer, RequestHeaderConfig
     from autoscaler.metrics_api.server import MetricsServer
     from autoscaler.metrics_api.tls import load_ca_bundle, server_context
-    from autoscaler.policy.model import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
     from autoscaler.service.controller import Published
 
     context = server_context(directory / "serving.crt", directory / "serving.key")
@@ -218,10 +218,10 @@ def _in_process(directory: Path) -> float:
     from multidict import CIMultiDict, CIMultiDictProxy
 
     from autoscaler.core import Decision, MetricReading, Reason
+    from autoscaler.core.policy import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
     from autoscaler.metrics_api import Responder
     from autoscaler.metrics_api.auth import AuthenticationConfig, Authenticator, Authorizer, RequestHeaderConfig
     from autoscaler.metrics_api.tls import load_ca_bundle
-    from autoscaler.policy.model import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
     from autoscaler.service.controller import Published
 
     spec = MetricSpec("queue", MetricSource(query="x"), MetricTarget(TargetType.AVERAGE_VALUE, 5000, "5"))

@@ -1,53 +1,62 @@
-"""Regenerate examples/observations/chat-load-step.jsonl: a closed-loop load step for the chat policy.
+"""Regenerate examples/observations/chat-load-step.jsonl: the SLO chat policy over a load step.
 
-Demand (requests waiting) steps up 6x for ten minutes, then falls back. Replicas follow the core's
-previous decision and become ready 60 s (4 ticks) later, as a model server that loads its weights;
-at minute 12 the GPU metric goes missing for a minute (an exporter restart).
+A simulated vLLM fleet (16 sequences per replica, 2-3 minute model loads) serves Poisson traffic that
+steps up 4x for twelve minutes, driven by ``policies/team-a/chat.yaml`` itself; every tick's reading
+(the scale, the ready pods, the SLO's signals as Prometheus would give them) is written as one replay
+line. At minute 25 the model server's metrics go missing for a minute (an exporter restart), so the
+replay shows the hold on missing data too.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import sys
 
-from autoscaler.core import MetricReading, Observation, ScalerState, decide
+import numpy as np
+
+from autoscaler.core import MetricReading
 from autoscaler.policy import load_policy_file
+from autoscaler.sim.controllers import FleetView, PolicyController
+from autoscaler.sim.fleet import FleetConfig, LoadTime
+from autoscaler.sim.pipeline import PipelineConfig
+from autoscaler.sim.run import Slo, simulate
+from autoscaler.sim.trace import TokenDistribution, flash_crowd
+
+OUTAGE_S = (1500.0, 1560.0)
+
+
+class Recording(PolicyController):
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.lines: list[dict[str, object]] = []
+
+    def tick(self, view: FleetView) -> tuple[int, str]:
+        if OUTAGE_S[0] <= view.now_s < OUTAGE_S[1]:
+            view = FleetView(view.now_s, view.spec_replicas, view.ready_replicas, view.in_flight,
+                             lambda preset: MetricReading.missing(), view.load_times_s, view.status_replicas)
+        reading = self.reading(view)
+        metrics = {name.removeprefix("slo:"): (None if r.value is None else round(r.value, 4))
+                   for name, r in reading.metrics.items()}
+        line: dict[str, object] = {"time": view.now_s, "replicas": view.spec_replicas,
+                                   "readyReplicas": view.ready_replicas, "metrics": metrics}
+        loads = sorted(view.load_times_s.values())
+        if loads:
+            line["loadTimeSeconds"] = round(loads[-1], 1)
+        self.lines.append(line)
+        return super().tick(view)
 
 
 def main() -> None:
     policy = load_policy_file("policies/team-a/chat.yaml", root="policies")
-    rng = random.Random(7)
-    state = ScalerState()
-    replicas, started = 2, [(-1000.0, 2)]
-    out = []
-    for tick in range(0, 100):
-        t = tick * 15.0
-        arrivals = 6.0 if 120 <= t < 720 else 1.0  # requests/s
-        ready = sum(n for ts, n in started if t - ts >= 60.0)
-        ready = min(ready, replicas)
-        capacity = max(ready, 1) * 1.2  # requests/s one replica serves
-        queue = max(0.0, (arrivals - capacity) * 20.0) + rng.uniform(0, 2)
-        util = min(100.0, 100.0 * arrivals / capacity) if ready else 0.0
-        p95 = 2.0 + 6.0 * min(1.0, arrivals / capacity) + (queue / max(ready, 1)) * 0.3
-        metrics = {"queue": round(queue, 2), "gpu": round(util, 1), "p95": round(p95, 2)}
-        if 720 <= t < 780:
-            metrics["gpu"] = None
-        out.append({"time": t, "replicas": replicas, "readyReplicas": ready, "metrics": metrics})
-        readings = {k: (MetricReading.of(v) if v is not None else MetricReading.missing()) for k, v in metrics.items()}
-        decision, state = decide(Observation(replicas, ready, readings), state, policy, t)
-        if decision.desired_replicas > replicas:
-            started.append((t, decision.desired_replicas - replicas))
-        elif decision.desired_replicas < replicas:
-            drop = replicas - decision.desired_replicas
-            while drop:
-                ts, n = started.pop()
-                take = min(n, drop)
-                drop -= take
-                if n > take:
-                    started.append((ts, n - take))
-        replicas = decision.desired_replicas
-    for line in out:
+    trace = flash_crowd(rate_per_s=1.5, multiplier=4, start_s=600, minutes=12, duration_s=2700,
+                        tokens_in=TokenDistribution(median=800, p95=3000),
+                        tokens_out=TokenDistribution(median=200, p95=700), rng=np.random.default_rng(7))
+    fleet = FleetConfig(max_concurrency=16, prefill_tokens_per_s=10000, per_token_s=(0.035,) * 17,
+                        load_time=LoadTime(120, 180), initial_replicas=2)
+    controller = Recording(policy)
+    simulate(trace, controller, fleet_config=fleet, pipeline_config=PipelineConfig(), slo=Slo(2.0, "ttft"),
+             rng=np.random.default_rng(1), drain_s=0.0, progress=None)
+    for line in controller.lines:
         sys.stdout.write(json.dumps(line) + "\n")
 
 

@@ -6,7 +6,7 @@ dashboard from ``deploy/prometheus/`` and ``deploy/grafana/``.
 
 Rendering is offline (``helm-python-sdk`` bundles Helm's Go SDK). Each variant is a values file under
 ``deploy/manifests/values/``; its output is one multi-document YAML file, a Namespace first, then the
-objects in Helm's install order. ``tests/test_deploy_manifests.py`` runs the check.
+objects in Helm's install order. ``tests/test_deploy_chart.py`` runs the check.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from autoscaler.core import MetricReading, Observation
-from autoscaler.policy.model import (
+from autoscaler.core.policy import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
     Behavior,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoscaler.core import MetricReading
-from autoscaler.policy.model import ScalingPolicy
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.service.actuator import KubeActuator
 from autoscaler.service.controller import Controller, ControllerSettings, Leadership
 from autoscaler.service.kube import KubeClient, KubeConfig

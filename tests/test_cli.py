@@ -1,11 +1,14 @@
-"""The CLI: validate (exit codes, one line per error), replay (the issue's line shapes, decisions taken
+"""The CLI: validate (exit codes, one line per error), replay (the README's line shapes, decisions taken
 as applied, malformed input named by line), schema (a JSON Schema that accepts our examples and
-rejects bad documents), and the installed console script.
+rejects bad documents), the installed console script, and the exit status of each kind of error
+(1 an invalid input document, 2 usage, 3 a signal unavailable, 4 Kubernetes; listed by ``--help``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +17,17 @@ import jsonschema
 import pytest
 import yaml
 
+from autoscaler.backtest import BacktestError
 from autoscaler.cli import main
+from autoscaler.commands.common import Exit
+from autoscaler.errors import AutoscalerError, PolicyError
+from autoscaler.prometheus import PrometheusAuthError, PrometheusUnreachable
+from autoscaler.replay import ObservationError
+from autoscaler.service.kube import KubeForbidden
+from autoscaler.sim.scenario import ScenarioError
+from autoscaler.sim.trace import TraceError
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
 POLICY = """\
@@ -156,7 +168,28 @@ def test_console_script_is_installed() -> None:
     assert done.stdout.startswith("inference-autoscaler ")
 
 
-def test_replay_over_the_bundled_demo_observations(capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_over_a_recorded_load_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """The ratio-target fixture policy over its recorded load step (tests/fixtures)."""
+    code = main(
+        [
+            "replay",
+            "--policy",
+            str(FIXTURES / "policies/team-a/chat.yaml"),
+            "--root",
+            str(FIXTURES / "policies"),
+            "--observations",
+            str(FIXTURES / "observations/chat-load-step.jsonl"),
+        ]
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and len(records) == 100
+    reasons = {r["reason"] for r in records}
+    assert {"ScaleUpLimit", "FailedGetExternalMetric", "Fallback", "ScaleDownStabilized"} <= reasons
+    assert max(r["desiredReplicas"] for r in records) > 2
+
+
+def test_replay_of_the_slo_policy_over_the_bundled_demo_observations(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's replay: the README's SLO policy over its bundled load step (plain input names)."""
     code = main(
         [
             "replay",
@@ -169,10 +202,16 @@ def test_replay_over_the_bundled_demo_observations(capsys: pytest.CaptureFixture
         ]
     )
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert code == 0 and len(records) == 100
-    reasons = {r["reason"] for r in records}
-    assert {"ScaleUpLimit", "FailedGetExternalMetric", "Fallback", "ScaleDownStabilized"} <= reasons
-    assert max(r["desiredReplicas"] for r in records) > 2
+    assert code == 0 and len(records) > 150
+    before = [r["desiredReplicas"] for r in records if r["time"] < 600]
+    during = [r["desiredReplicas"] for r in records if 660 <= r["time"] < 1320]
+    assert max(during) >= 2 * max(before)  # the step is met by scaling up
+    failing = {"FailedGetExternalMetric", "Fallback"}
+    assert all(r["proposals"].get("slo") is not None for r in records if r["reason"] not in failing)
+    outage = [r for r in records if 1500 <= r["time"] < 1560]  # the exporter restart: hold, then fall back
+    assert [r["reason"] for r in outage] == ["FailedGetExternalMetric"] * 3 + ["Fallback"]
+    assert all(r["desiredReplicas"] >= prev["desiredReplicas"] for prev, r in itertools.pairwise(outage))
+    assert "capacity ~" in records[-1]["message"] and "learned from" in records[-1]["message"]
 
 
 def test_replay_keeps_the_demand_history_of_a_predictive_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,3 +237,69 @@ def test_replay_keeps_the_demand_history_of_a_predictive_policy(tmp_path: Path, 
     bad.write_text('{"time": 0, "replicas": 1, "loadTimeSeconds": -5}\n')
     assert main(["replay", "--policy", str(tmp_path / "p.yaml"), "--observations", str(bad)]) == 1
     assert "loadTimeSeconds = -5: must be a number of seconds > 0" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["replay"])  # argparse: --policy and --observations are required
+    assert usage.value.code == Exit.USAGE == 2
+    (tmp_path / "p.yaml").write_text(POLICY)
+    args = ["backtest", "--policy", str(tmp_path / "p.yaml"), "--prometheus", "http://127.0.0.1:1"]
+    assert main([*args, "--from", "200", "--to", "100"]) == 2
+    assert "--to (100) must be after --from (200)" in capsys.readouterr().err
+    assert main([*args, "--from", "yesterday"]) == 2
+    assert "'yesterday' is not a time" in capsys.readouterr().err
+
+
+def test_an_unreachable_prometheus_is_not_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "p.yaml").write_text(POLICY)
+    args = ["--policy", str(tmp_path / "p.yaml"), "--prometheus", f"http://127.0.0.1:{port}", "--timeout", "1"]
+    assert main(["backtest", *args, "--from", "100", "--to", "200"]) == Exit.UNAVAILABLE == 3
+    assert "backtest of team-a/chat:" in capsys.readouterr().err
+    (tmp_path / "p.yaml").write_text(POLICY.replace("maxReplicas: 40", "maxReplicas: 0"))
+    assert main(["backtest", *args, "--from", "100", "--to", "200"]) == Exit.INVALID == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (PolicyError("p.yaml:7: spec.maxReplicas = 0: must be >= 1"), Exit.INVALID),
+        (ScenarioError("s.yaml: spec.trace is required"), Exit.INVALID),
+        (TraceError("t.csv:1: expected the header"), Exit.INVALID),
+        (ObservationError("obs.jsonl:2: not valid JSON"), Exit.INVALID),
+        (BacktestError("no replica history"), Exit.INVALID),
+        (PrometheusUnreachable("connection refused"), Exit.UNAVAILABLE),
+        (PrometheusAuthError("forbidden", status=403), Exit.UNAVAILABLE),
+        (KubeForbidden(403, "Forbidden", "cannot patch"), Exit.KUBERNETES),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(int(value)),
+)
+def test_each_kind_of_error_has_its_own_exit_status(
+    error: AutoscalerError, status: Exit, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One hierarchy: input documents (1, still ValueErrors), signals (3), Kubernetes (4). A command that
+    lets one escape exits with its kind's status and prints its message, not a traceback."""
+    assert isinstance(error, AutoscalerError)
+    assert isinstance(error, ValueError) == (status is Exit.INVALID)
+
+    def fail(_args: object) -> int:
+        raise error
+
+    import autoscaler.commands.schema as schema
+
+    monkeypatch.setattr(schema, "run", fail)
+    assert main(["schema"]) == status
+    assert capsys.readouterr().err == f"{error}\n"
+
+
+def test_help_lists_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for status in Exit:
+        assert f"\n  {int(status):<4} " in out

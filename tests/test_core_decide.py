@@ -1,6 +1,6 @@
 """Golden cases for the decision core, each derived by hand from the HPA algorithm
-(``../shared/reference/hpa-and-external-metrics.md`` part B; upstream horizontal.go and
-replica_calculator.go). The arithmetic is in the comment beside each expectation.
+(upstream ``pkg/controller/podautoscaler/horizontal.go`` and ``replica_calculator.go``). The
+arithmetic is in the comment beside each expectation.
 
 Cases: AverageValue and Value formulas; status vs spec vs ready replicas; tolerance edges (inclusive)
 and per-direction tolerance; several metrics (max); partial and total unavailability; fallback after
@@ -14,7 +14,7 @@ from __future__ import annotations
 from policy_builders import metric, obs, policy, rules
 
 from autoscaler.core import Reason, ScalerState, decide
-from autoscaler.policy.model import Behavior, Fallback, FallbackBehavior
+from autoscaler.core.policy import Behavior, Fallback, FallbackBehavior
 
 Q = metric("q", "AverageValue", 5)
 

@@ -13,9 +13,7 @@ import numpy as np
 from policy_builders import metric, obs, policy, rules
 
 from autoscaler.core import Reason, ScalerState, decide
-from autoscaler.core.predictive import DEFAULT_LOAD_TIME_S, horizon
-from autoscaler.forecast import DemandHistory
-from autoscaler.policy.model import (
+from autoscaler.core.policy import (
     Behavior,
     ColdStart,
     MetricSource,
@@ -27,6 +25,8 @@ from autoscaler.policy.model import (
     Wake,
     WarmPool,
 )
+from autoscaler.core.predictive import DEFAULT_LOAD_TIME_S, horizon
+from autoscaler.forecast import DemandHistory
 
 DAY = 86400.0
 STEP = 15.0

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from policy_builders import metric, obs, policy, rules
 
 from autoscaler.core import ScalerState, decide
-from autoscaler.policy.model import Behavior, Fallback, FallbackBehavior
+from autoscaler.core.policy import Behavior, Fallback, FallbackBehavior
 
 KINDS = ("AverageValue", "Value", "Utilization")
 

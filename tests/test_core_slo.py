@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 from autoscaler.core import MetricReading
 from autoscaler.core.decide import SLO, _slo_plan
 from autoscaler.core.model import Observation
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.slo import (
     CapacityEstimate,
+    _service_time,
     demand,
     erlang_c,
     initial_capacity,
@@ -39,7 +41,6 @@ from autoscaler.core.slo import (
 from autoscaler.core.step import TargetReading, TargetState, observe, step
 from autoscaler.policy import load_policy_file
 from autoscaler.policy.loader import load_policies, policy_to_document
-from autoscaler.policy.model import ScalingPolicy
 
 POLICY = """\
 apiVersion: inference-autoscaler.io/v1alpha1
@@ -139,14 +140,26 @@ def test_violation_without_queue_shrinks_at_once_and_recovers_slowly(tmp_path: P
     slo = slo_policy(tmp_path, objective="e2e", seconds=10).slo
     assert slo is not None
     cap = CapacityEstimate(slots=16.0, origin="observed", saturated_ticks=5, last_saturated_s=-1e9)
-    cap = learn_capacity(cap, slo, running=40, waiting=0, latency_s=14.0, ready=4, now=0)  # 10/replica fails
-    assert cap.per_replica < 10 and cap.violations == 1
+    short = learn_capacity(cap, slo, running=40, waiting=0, latency_s=14.0, ready=4, now=0, completions=40)
+    assert short.factor == 1.0 and short.violations == 1  # S = 1 s: the tail is waiting or long requests
+    ttft = slo_policy(tmp_path, objective="ttft", seconds=2).slo
+    assert ttft is not None
+    assert learn_capacity(cap, ttft, running=40, waiting=0, latency_s=3.0, ready=4, now=0, completions=4).factor == 1
+    for i in range(4):  # a minute of violations at 10 per replica, S = 10 s
+        cap = learn_capacity(cap, slo, running=40, waiting=0, latency_s=14.0, ready=4, now=15 * i, completions=4)
+        assert (cap.per_replica < 10) == (i == 3)  # one bad tick is not evidence; a minute is
+    assert cap.violations == 4 and cap.shrunk_at == 10
     shrunk = cap.per_replica
     for i in range(20):
-        cap = learn_capacity(cap, slo, running=4 * cap.per_replica, waiting=0, latency_s=5.0, ready=4, now=15 * i)
+        cap = learn_capacity(cap, slo, running=4 * cap.per_replica, waiting=0, latency_s=5.0, ready=4, now=15 * i,
+                             completions=4)
     assert shrunk < cap.per_replica < shrunk * 1.2  # slowly back
     unreachable = learn_capacity(cap, slo, running=3, waiting=0, latency_s=30.0, ready=4, now=1000)
     assert unreachable.factor == cap.factor and unreachable.unreachable_s == 1000
+    # a shrink that does not help (still failing at half the load) is undone: not a capacity problem
+    undone = learn_capacity(cap, slo, running=4 * 0.5 * 10, waiting=0, latency_s=14.0, ready=4, now=2000,
+                            completions=2)
+    assert undone.factor == 1.0 and undone.unreachable_s == 2000 and undone.shrunk_at is None
 
 
 @pytest.mark.parametrize("bad", [None, math.nan, -5.0, math.inf])
@@ -196,14 +209,15 @@ def test_a_backlog_never_counts_for_more_than_itself(running: float, waiting: fl
     load = demand(policy.slo, running=running, waiting=waiting, completions=completions, interval_s=15)
     assert load is not None
     assert running <= load[0] <= running + waiting + 1e-9
-    obs = Observation(spec_replicas=5, ready_replicas=5, metrics=reading(
-        policy, spec=5, ready=5, running=running, waiting=waiting, completions=completions).metrics,
+    obs = Observation(spec_replicas=1, ready_replicas=1, metrics=reading(  # at 1: no scale-down dead band
+        policy, spec=1, ready=1, running=running, waiting=waiting, completions=completions).metrics,
         capacity=CapacityEstimate(slots=slots))
     plan = _slo_plan(policy, obs, 1000.0)
     assert plan is not None
     everything = obs.metrics[policy.slo.running.name].value + obs.metrics[policy.slo.waiting.name].value  # type: ignore[operator]
-    worst = Observation(spec_replicas=5, ready_replicas=5, metrics=reading(
-        policy, spec=5, ready=5, running=everything, waiting=0, completions=completions).metrics,
+    same_service = completions if _service_time(running, completions) is not None else None  # same knowledge
+    worst = Observation(spec_replicas=1, ready_replicas=1, metrics=reading(
+        policy, spec=1, ready=1, running=everything, waiting=0, completions=same_service).metrics,
         capacity=CapacityEstimate(slots=slots))
     bound = _slo_plan(policy, worst, 1000.0)
     assert bound is not None and plan.replicas <= bound.replicas  # draining never needs more than serving all
@@ -280,7 +294,7 @@ def test_effective_document_round_trips(tmp_path: Path) -> None:
 
 def test_learned_capacity_persists_and_garbage_is_refused(tmp_path: Path) -> None:
     cap = CapacityEstimate(slots=12.5, factor=0.8, origin="observed", ticks=900, saturated_ticks=30,
-                           last_saturated_s=1234.0, violations=2)
+                           last_saturated_s=1234.0, violations=2, held_at=7.5, shrunk_at=9.0)
     state = TargetState(capacity=cap)
     assert TargetState.from_json(state.to_json()).capacity == cap
     data = state.to_json()

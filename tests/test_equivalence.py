@@ -31,8 +31,8 @@ from kube_standin import KubeStandIn
 from service_harness import make_controller
 
 from autoscaler.core import Decision, MetricReading
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.policy import load_policy_file
-from autoscaler.policy.model import ScalingPolicy
 from autoscaler.sim.controllers import FleetView, PolicyController
 from autoscaler.sim.fleet import FleetConfig, LoadTime
 from autoscaler.sim.pipeline import PipelineConfig

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.core import MetricReading, Observation, ScalerState, decide
-from autoscaler.policy.model import (
+from autoscaler.core.policy import (
     Behavior,
     Fallback,
     MetricSource,

@@ -27,8 +27,8 @@ import pytest
 from policy_builders import metric
 
 from autoscaler.core import Decision, MetricReading, Reason, Unavailable
+from autoscaler.core.policy import Fallback, FallbackBehavior, ScalingPolicy, TargetRef
 from autoscaler.metrics_api import Attributes, Reply, Responder
-from autoscaler.policy.model import Fallback, FallbackBehavior, ScalingPolicy, TargetRef
 from autoscaler.service.controller import Published
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics_api"

@@ -45,6 +45,7 @@ from multidict import CIMultiDict
 from policy_builders import metric
 
 from autoscaler.core import Decision, MetricReading, Reason
+from autoscaler.core.policy import ScalingPolicy, TargetRef
 from autoscaler.metrics_api import Responder
 from autoscaler.metrics_api.auth import (
     AuthenticationConfig,
@@ -55,7 +56,6 @@ from autoscaler.metrics_api.auth import (
 )
 from autoscaler.metrics_api.server import MetricsServer
 from autoscaler.metrics_api.tls import server_context
-from autoscaler.policy.model import ScalingPolicy, TargetRef
 from autoscaler.service.controller import Published
 from autoscaler.service.kube import KubeClient, KubeConfig
 

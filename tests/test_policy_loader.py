@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler.core.policy import FallbackBehavior, Mode, RuleType, SelectPolicy, TargetType
 from autoscaler.policy import load_policies, load_policy_file, policy_to_document
-from autoscaler.policy.model import FallbackBehavior, Mode, RuleType, SelectPolicy, TargetType
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,7 +28,7 @@ import pytest
 from kube_standin import KubeStandIn
 from service_harness import ScriptedSignals, make_controller, policy_text
 
-from autoscaler.policy.model import TargetRef
+from autoscaler.core.policy import TargetRef
 from autoscaler.service.actuator import KubeActuator, ScaleView
 from autoscaler.service.kube import KubeClient, KubeConfig, KubeError, KubeInvalidResponse, KubeUnsafeWrite
 from autoscaler.service.leader import LeaseElector, LeaseSettings

@@ -41,9 +41,9 @@ from kube_standin import KubeStandIn
 from service_harness import make_controller
 
 from autoscaler.core import MetricReading, Unavailable
+from autoscaler.core.policy import TargetRef
 from autoscaler.core.step import TargetReading, TargetState, step
 from autoscaler.policy import ScalingPolicy, load_policies
-from autoscaler.policy.model import TargetRef
 from autoscaler.presets import PRESETS
 from autoscaler.prometheus import PrometheusClient, PrometheusConfig, PrometheusResponseError
 from autoscaler.prometheus.client import RangeResult, RangeSeries

@@ -233,7 +233,7 @@ async def test_long_range_reads_are_chunked_and_summed() -> None:
 
 
 async def test_event_correlation_memory_is_bounded() -> None:
-    from autoscaler.policy.model import TargetRef
+    from autoscaler.core.policy import TargetRef
     from autoscaler.service.actuator import KubeActuator
     from autoscaler.service.kube import KubeClient, KubeConfig
 

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoscaler.core.model import Unavailable
-from autoscaler.policy.model import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
+from autoscaler.core.policy import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
 from autoscaler.presets import PRESETS
 from autoscaler.signals.aggregate import Part, PodSample, aggregate, bucket_quantile, read_target, sum_buckets
 from autoscaler.signals.promql import (

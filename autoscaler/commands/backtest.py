@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from autoscaler.commands.common import add_prometheus_arguments, prometheus_config
+from autoscaler.commands.common import Exit, add_prometheus_arguments, exit_code, prometheus_config
+from autoscaler.errors import AutoscalerError
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -76,17 +77,20 @@ class _PromRanges:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoscaler.backtest import BacktestError, backtest, summarize
+    from autoscaler.backtest import backtest, summarize
     from autoscaler.policy import load_policy_file
-    from autoscaler.prometheus import PrometheusClient, PrometheusError
+    from autoscaler.prometheus import PrometheusClient
 
     now = time.time()
     try:
         start, end = parse_time(args.start, now=now), parse_time(args.end, now=now)
-        policy = load_policy_file(args.policy, args.name, root=args.root)
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    except argparse.ArgumentTypeError as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    if end <= start:
+        print(f"backtest: --to ({args.end}) must be after --from ({args.start})", file=sys.stderr)
+        return Exit.USAGE
+    policy = load_policy_file(args.policy, args.name, root=args.root)
 
     async def go() -> list[Any]:
         async with PrometheusClient(prometheus_config(args)) as client:
@@ -103,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         ticks = asyncio.run(go())
-    except (BacktestError, PrometheusError) as exc:
+    except AutoscalerError as exc:  # no history to backtest (1), Prometheus unavailable (3)
         print(f"backtest of {policy.key}: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     step = float(args.step or policy.interval_s)
     summary = summarize(ticks, step)
     print(f"backtest of {policy.key} ({policy.target.kind}/{policy.target.name}), {summary['ticks']} ticks")
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         (out / "backtest.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         _plot(out / "backtest.png", policy.key, ticks)
         print(f"wrote {out / 'backtest.json'}, {out / 'backtest.png'}")
-    return 0
+    return Exit.OK
 
 
 def _plot(path: Path, title: str, ticks: list[Any]) -> None:

@@ -1,13 +1,66 @@
-"""Flags shared by the commands that read Prometheus (``signals``, ``run``, ``serve-metrics``, ``backtest``)."""
+"""What the commands share: their exit statuses, one per kind of failure, and the flags of the commands
+that read Prometheus (``signals``, ``run``, ``serve-metrics``, ``backtest``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 from collections.abc import Callable, Coroutine
+from enum import IntEnum
 from typing import Any
 
-__all__ = ["add_prometheus_arguments", "prometheus_config", "run_service", "signal_settings"]
+from autoscaler.errors import AutoscalerError, InputError, SignalError
+
+__all__ = [
+    "Exit",
+    "add_prometheus_arguments",
+    "connect_kube",
+    "exit_code",
+    "prometheus_config",
+    "run_service",
+    "signal_settings",
+]
+
+
+class Exit(IntEnum):
+    """Every command's exit status: one per kind of failure, so that a script can tell a file to fix
+    from a backend to wait for (``inference-autoscaler --help`` lists them)."""
+
+    OK = 0
+    INVALID = 1
+    """An input document is invalid (a policy, scenario, trace, observation line or recorded history):
+    the message names the file, the line or key, and the value. ``validate`` found errors."""
+    USAGE = 2
+    """The command line is wrong (argparse's own status), or local configuration it names cannot be
+    used (a kubeconfig, TLS files)."""
+    UNAVAILABLE = 3
+    """A signal is unavailable: Prometheus is unreachable or refuses, or a metric has no value."""
+    KUBERNETES = 4
+    """The Kubernetes API failed or refused."""
+    INTERRUPTED = 130
+    """Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
+EXIT_STATUS_HELP = """exit status:
+  0    success
+  1    an input document is invalid (policy, scenario, trace, observations, recorded history)
+  2    usage: bad command line, or unusable local configuration (kubeconfig, TLS files)
+  3    a signal is unavailable (Prometheus unreachable or refusing, or a metric has no value)
+  4    the Kubernetes API failed or refused
+  130  interrupted"""
+
+
+def exit_code(error: AutoscalerError) -> Exit:
+    """The exit status for an error that ends a command."""
+    from autoscaler.service.kube import KubeError  # only code that imported it can have raised one
+
+    if isinstance(error, InputError):
+        return Exit.INVALID
+    if isinstance(error, SignalError):
+        return Exit.UNAVAILABLE
+    if isinstance(error, KubeError):
+        return Exit.KUBERNETES
+    return Exit.INVALID  # no error is of another kind today; 1 is the generic failure
 
 
 def add_prometheus_arguments(parser: Any, *, required: bool = True) -> None:
@@ -60,6 +113,13 @@ def signal_settings(args: argparse.Namespace) -> Any:
     return SignalSettings(scrape_interval_s=args.scrape_interval, staleness_s=args.staleness, window=args.window)
 
 
+def connect_kube(kubeconfig: str | None) -> Any:
+    """A Kubernetes API client from a kubeconfig (None: the pod's service account)."""
+    from autoscaler.service.kube import KubeClient, KubeConfig
+
+    return KubeClient(KubeConfig.load(kubeconfig))
+
+
 def run_service(serve: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
     """Run a long-lived async command with JSON logs; Ctrl-C exits 130 (SIGTERM is the command's own)."""
     from autoscaler.service.telemetry import configure_logging
@@ -68,4 +128,4 @@ def run_service(serve: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
     try:
         return asyncio.run(serve(args))
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED

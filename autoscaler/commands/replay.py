@@ -1,4 +1,7 @@
-"""``inference-autoscaler replay``: run the core over an observation file, one JSON decision per line."""
+"""``inference-autoscaler replay``: run the core over an observation file, one JSON decision per line.
+
+An invalid policy or observation line ends it with :attr:`Exit.INVALID` (the decisions before the bad
+line are printed first)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ import json
 import sys
 from typing import Any
 
+from autoscaler.commands.common import Exit
 from autoscaler.policy import load_policy_file
-from autoscaler.replay import ObservationError, decision_record, parse_observations, replay
+from autoscaler.replay import decision_record, parse_observations, replay
 
 
 def register(subparsers: Any) -> None:
@@ -28,45 +32,36 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy_file(args.policy, args.name, root=args.root)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    policy = load_policy_file(args.policy, args.name, root=args.root)
     source = "<stdin>" if args.observations == "-" else args.observations
     try:
         stream = sys.stdin if args.observations == "-" else open(args.observations, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         print(f"{source}: {exc.strerror}", file=sys.stderr)
-        return 1
-    try:
-        with stream:
+        return Exit.INVALID
+    with stream:
+        if args.output == "table":
+            names = [m.name for m in policy.metrics]
+            header = ["time", "current", "ready", *names, "desired", "reason"]
+            print(
+                f"policy {policy.key} ({policy.source}): {policy.target.kind}/{policy.target.name}, "
+                f"replicas {policy.min_replicas}..{policy.max_replicas}"
+            )
+            print("  ".join(f"{h:>9}" for h in header[:-1]) + "  reason / message")
+        for item, decision, _ in replay(parse_observations(stream, policy, source), policy):
             if args.output == "table":
-                names = [m.name for m in policy.metrics]
-                header = ["time", "current", "ready", *names, "desired", "reason"]
-                print(
-                    f"policy {policy.key} ({policy.source}): {policy.target.kind}/{policy.target.name}, "
-                    f"replicas {policy.min_replicas}..{policy.max_replicas}"
-                )
-                print("  ".join(f"{h:>9}" for h in header[:-1]) + "  reason / message")
-            for item, decision, _ in replay(parse_observations(stream, policy, source), policy):
-                if args.output == "table":
-                    obs = item.reading
-                    cells = [f"{item.time_s:9.0f}", f"{obs.spec_replicas:9d}", f"{obs.ready_replicas:9d}"]
-                    for name in names:
-                        value = obs.reading(name).value
-                        cells.append(f"{'-' if value is None else format(value, '.4g'):>9}")
-                    cells.append(f"{decision.desired_replicas:9d}")
-                    sys.stdout.write("  ".join(cells) + f"  {decision.reason.value}: {decision.message}\n")
-                    continue
-                record = decision_record(item.time_s, decision)
-                if args.explain:
-                    record["steps"] = [
-                        {"step": s.step, "before": s.before, "after": s.after, "note": s.note} for s in decision.steps
-                    ]
-                sys.stdout.write(json.dumps(record) + "\n")
-    except ObservationError as exc:
-        sys.stdout.flush()
-        print(exc, file=sys.stderr)
-        return 1
-    return 0
+                obs = item.reading
+                cells = [f"{item.time_s:9.0f}", f"{obs.spec_replicas:9d}", f"{obs.ready_replicas:9d}"]
+                for name in names:
+                    value = obs.reading(name).value
+                    cells.append(f"{'-' if value is None else format(value, '.4g'):>9}")
+                cells.append(f"{decision.desired_replicas:9d}")
+                sys.stdout.write("  ".join(cells) + f"  {decision.reason.value}: {decision.message}\n")
+                continue
+            record = decision_record(item.time_s, decision)
+            if args.explain:
+                record["steps"] = [
+                    {"step": s.step, "before": s.before, "after": s.after, "note": s.note} for s in decision.steps
+                ]
+            sys.stdout.write(json.dumps(record) + "\n")
+    return Exit.OK

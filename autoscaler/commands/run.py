@@ -18,7 +18,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, run_service, signal_settings
+from autoscaler.commands.common import (
+    Exit,
+    add_prometheus_arguments,
+    connect_kube,
+    prometheus_config,
+    run_service,
+    signal_settings,
+)
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 log = logging.getLogger("autoscaler.run")
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from autoscaler.policy.model import Mode
+    from autoscaler.core.policy import Mode
     from autoscaler.prometheus import PrometheusClient
     from autoscaler.service.actuator import KubeActuator
     from autoscaler.service.controller import Controller, ControllerSettings
@@ -95,7 +102,7 @@ async def _serve(args: argparse.Namespace) -> int:
         kube_config = KubeConfig.load(args.kubeconfig, context=args.context)
     except Exception as exc:
         log.error("cannot load Kubernetes configuration: %s", exc)
-        return 2
+        return Exit.USAGE
     kube = KubeClient(kube_config, observe=telemetry.observe_kube)
     policies = PolicyDirectory(args.policies, namespaces=[n for n in args.namespaces.split(",") if n])
     elector = None
@@ -135,12 +142,14 @@ async def _serve(args: argparse.Namespace) -> int:
         if args.secure_port is None:
             args.secure_port = 6443
         try:
-            metrics_api = build_metrics_server(args, lambda: controller.published, ready=lambda: controller.started)
+            metrics_api = build_metrics_server(
+                args, lambda: controller.published, connect_kube=connect_kube, ready=lambda: controller.started
+            )
         except (ValueError, OSError) as exc:
             log.error("cannot configure the metrics API: %s", exc)
             await prometheus.close()
             await kube.close()
-            return 2
+            return Exit.USAGE
         await metrics_api.server.start()
 
     app = health_app(telemetry, ready=lambda: controller.started, alive=alive)
@@ -175,4 +184,4 @@ async def _serve(args: argparse.Namespace) -> int:
         await prometheus.close()
         await kube.close()
         log.info("stopped")
-    return 0
+    return Exit.OK

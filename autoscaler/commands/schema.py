@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from autoscaler.commands.common import Exit
 from autoscaler.policy.documents import document_json_schema
 
 
@@ -16,4 +17,4 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     print(json.dumps(document_json_schema(), indent=2))
-    return 0
+    return Exit.OK

@@ -13,7 +13,14 @@ import logging
 import signal
 from typing import Any
 
-from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, run_service, signal_settings
+from autoscaler.commands.common import (
+    Exit,
+    add_prometheus_arguments,
+    connect_kube,
+    prometheus_config,
+    run_service,
+    signal_settings,
+)
 
 log = logging.getLogger("autoscaler.serve_metrics")
 
@@ -57,7 +64,7 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
         kube = KubeClient(KubeConfig.load(args.kubeconfig, context=args.context))
     except Exception as exc:
         log.error("cannot load Kubernetes configuration: %s", exc)
-        return 2
+        return Exit.USAGE
     prometheus = PrometheusClient(prometheus_config(args))
     controller = Controller(
         policies=PolicyDirectory(args.policies, namespaces=[n for n in args.namespaces.split(",") if n]),
@@ -68,12 +75,14 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
         settings=ControllerSettings(dry_run=True),
     )
     try:
-        parts = build_metrics_server(args, lambda: controller.published, ready=lambda: controller.started)
+        parts = build_metrics_server(
+            args, lambda: controller.published, connect_kube=connect_kube, ready=lambda: controller.started
+        )
     except (ValueError, OSError) as exc:
         log.error("cannot configure the metrics API: %s", exc)
         await prometheus.close()
         await kube.close()
-        return 2
+        return Exit.USAGE
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -92,4 +101,4 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
         await prometheus.close()
         await kube.close()
         log.info("stopped")
-    return 0
+    return Exit.OK

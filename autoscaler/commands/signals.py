@@ -3,7 +3,8 @@ or why each is unavailable, read exactly as the controller reads them (batched f
 
 JSON shape: ``{"<namespace>/<policy>": {"<metric>": <number or null>, "_unavailable": {"<metric>": "<reason>"}}}``
 where a reason reads ``<missing|nan|stale|error>: <detail>``. Exit status: 0 when every metric has a
-value, 3 when some are unavailable, 1 when the policies do not load.
+value, 3 (:attr:`Exit.UNAVAILABLE`) when some are unavailable, 1 (:attr:`Exit.INVALID`) when some
+policies do not load (the others are still read).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from autoscaler.commands.common import add_prometheus_arguments, prometheus_config, signal_settings
+from autoscaler.commands.common import Exit, add_prometheus_arguments, prometheus_config, signal_settings
 from autoscaler.core.model import MetricReading
 
 
@@ -43,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
     for error in loaded.errors:
         print(error, file=sys.stderr)
     if loaded.errors and not loaded.policies:
-        return 1
+        return Exit.INVALID
     report = asyncio.run(_read(args, loaded.policies))
     if args.output == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         _print_table(report)
     unavailable = any(entry["_unavailable"] for entry in report.values())
-    return 1 if loaded.errors else (3 if unavailable else 0)
+    return Exit.INVALID if loaded.errors else (Exit.UNAVAILABLE if unavailable else Exit.OK)
 
 
 async def _read(args: argparse.Namespace, policies: Any) -> dict[str, dict[str, Any]]:

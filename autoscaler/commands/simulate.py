@@ -1,15 +1,17 @@
 """``inference-autoscaler simulate``: replay a request trace through policies and compare them.
 
-Writes ``report.json``, ``summary.md`` and PNG plots to ``--out`` and prints the summary table.
+Writes ``report.json``, ``summary.md`` and PNG plots to ``--out`` and prints the summary table. An
+invalid scenario, trace or policy ends it with :attr:`Exit.INVALID`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
+
+from autoscaler.commands.common import Exit
 
 
 def register(subparsers: Any) -> None:
@@ -35,24 +37,20 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from autoscaler.sim.compare import compare
     from autoscaler.sim.report import summary_table, write_report
-    from autoscaler.sim.scenario import PolicyRef, ScenarioError, load_scenario
+    from autoscaler.sim.scenario import PolicyRef, load_scenario
 
-    try:
-        scenario = load_scenario(args.scenario)
-        changes: dict[str, Any] = {}
-        if args.trace:
-            changes["trace"] = {"path": str(Path(args.trace).resolve()), "format": args.format or "csv"}
-        if args.policy:
-            changes["policies"] = tuple(PolicyRef(Path(p).resolve()) for p in args.policy)
-        if args.duration:
-            changes["duration_s"] = args.duration
-        if args.seed is not None:
-            changes["seed"] = args.seed
-        scenario = dataclasses.replace(scenario, **changes)
-        comparison = compare(scenario)
-    except ScenarioError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    scenario = load_scenario(args.scenario)
+    changes: dict[str, Any] = {}
+    if args.trace:
+        changes["trace"] = {"path": str(Path(args.trace).resolve()), "format": args.format or "csv"}
+    if args.policy:
+        changes["policies"] = tuple(PolicyRef(Path(p).resolve()) for p in args.policy)
+    if args.duration:
+        changes["duration_s"] = args.duration
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    scenario = dataclasses.replace(scenario, **changes)
+    comparison = compare(scenario)
     out = Path(args.out)
     written = write_report(
         out,
@@ -66,4 +64,4 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary_table(comparison.results))
     print(f"\nwrote {', '.join(str(p) for p in written)}")
-    return 0
+    return Exit.OK

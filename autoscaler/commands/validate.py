@@ -1,4 +1,5 @@
-"""``inference-autoscaler validate PATH...``: check policy files; exit 1 with one line per error."""
+"""``inference-autoscaler validate PATH...``: check policy files; exit 1 (:attr:`Exit.INVALID`) with one
+line per error."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from autoscaler.commands.common import Exit
 from autoscaler.policy import load_policies, policy_to_document
 
 
@@ -42,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
             f"{len(result.errors)} errors: {state}",
             file=sys.stderr,
         )
-    return 1 if result.errors else 0
+    return Exit.INVALID if result.errors else Exit.OK

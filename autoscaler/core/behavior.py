@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, replace
 
 from autoscaler.core.model import Reason, Recommendation, ScaleEvent, ScalerState
-from autoscaler.policy.model import Behavior, RuleType, ScalingRules, SelectPolicy
+from autoscaler.core.policy import Behavior, RuleType, ScalingRules, SelectPolicy
 
 __all__ = [
     "RateLimit",

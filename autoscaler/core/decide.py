@@ -13,7 +13,7 @@ Later steps (a predictive floor, a warm pool) slot in between ``fallback`` and `
 behavior applies to them like to any recommendation.
 
 With those extra steps off, the output equals the Kubernetes HPA's (autoscaling/v2 with
-``spec.behavior`` set, kube-controller-manager 1.33+) tick for tick: see ``tests/test_hpa_golden.py``.
+``spec.behavior`` set, kube-controller-manager 1.33+) tick for tick: see ``tests/test_hpa_differential.py``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 from autoscaler.core.behavior import limit_rate, record_recommendation, record_scale_event, stabilize
 from autoscaler.core.hpa import Tolerances, propose_average_value, propose_value
 from autoscaler.core.model import Decision, Observation, Reason, ScalerState, StepTrace, Unavailable
+from autoscaler.core.policy import FallbackBehavior, MetricSpec, ScalingPolicy, TargetType
 from autoscaler.core.predictive import PredictivePlan, horizon, placeholder_pods, plan_predictive
 from autoscaler.core.quantity import to_milli
 from autoscaler.core.slo import SloPlan, initial_capacity, plan_slo
-from autoscaler.policy.model import FallbackBehavior, MetricSpec, ScalingPolicy, TargetType
 
 __all__ = ["MetricProposal", "decide", "propose_for_metric", "record_applied"]
 

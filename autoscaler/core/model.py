@@ -14,9 +14,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from autoscaler.core.policy import ScalingPolicy
     from autoscaler.core.slo import CapacityEstimate
     from autoscaler.forecast import DemandHistory, Forecast
-    from autoscaler.policy.model import ScalingPolicy
 
 __all__ = [
     "Decision",

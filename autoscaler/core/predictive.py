@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autoscaler.core.model import Observation
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.quantity import to_milli
-from autoscaler.policy.model import ScalingPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

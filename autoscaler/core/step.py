@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from autoscaler.core.behavior import record_scale_event
 from autoscaler.core.decide import decide
 from autoscaler.core.model import Decision, MetricReading, Observation, ScalerState
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.predictive import load_time_quantile, record_demand
 from autoscaler.core.slo import CapacityEstimate, initial_capacity, learn_capacity
 from autoscaler.core.slo import demand as slo_demand
-from autoscaler.policy.model import ScalingPolicy
 
 if TYPE_CHECKING:
     from autoscaler.forecast import DemandHistory
@@ -135,11 +135,6 @@ def observe(
     elif policy.slo is not None:
         slo = policy.slo
         running, waiting = reading.reading(slo.running.name).value, reading.reading(slo.waiting.name).value
-        now_demand = slo_demand(
-            slo, running=running, waiting=waiting, completions=reading.reading(slo.completions.name).value,
-            interval_s=policy.interval_s,
-        )
-        demand = record_demand(demand, policy, None if now_demand is None else now_demand[0], now)
         capacity = learn_capacity(
             capacity or initial_capacity(slo),
             slo,
@@ -148,7 +143,13 @@ def observe(
             latency_s=reading.reading(slo.latency.name).value,
             ready=reading.ready_replicas,
             now=now,
+            completions=reading.reading(slo.completions.name).value,
         )
+        now_demand = slo_demand(
+            slo, running=running, waiting=waiting, completions=reading.reading(slo.completions.name).value,
+            interval_s=policy.interval_s,
+        )
+        demand = record_demand(demand, policy, None if now_demand is None else now_demand[0], now)
     new_state = replace(state, demand=demand, load_times=load_times, capacity=capacity)
     observation = Observation(
         spec_replicas=reading.spec_replicas,
@@ -202,7 +203,7 @@ def note_scale_change(
 def warm_start(state: TargetState, policy: ScalingPolicy, history: DemandHistory | None) -> TargetState:
     """Seed the demand history from recorded history (read before the first tick), when it fits the
     policy's grid; the ticks then extend it as usual."""
-    if policy.predictive is None or history is None or history.step_s != policy.interval_s:
+    if (policy.predictive is None and policy.slo is None) or history is None or history.step_s != policy.interval_s:
         return state
     return replace(state, demand=history)
 

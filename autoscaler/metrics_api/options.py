@@ -2,7 +2,8 @@
 the wiring from parsed flags to a :class:`~autoscaler.metrics_api.server.MetricsServer`.
 
 Shared by ``serve-metrics`` and ``run``. TokenReview and SubjectAccessReview go to the API server
-of ``--authentication-kubeconfig`` / ``--authorization-kubeconfig`` (default: in-cluster), and the
+of ``--authentication-kubeconfig`` / ``--authorization-kubeconfig`` (default: in-cluster), through a
+client the command builds (``connect_kube``: this package imports no other edge), and the
 ``kube-system/extension-apiserver-authentication`` ConfigMap fills in whatever CA and header flags
 were not given (unless ``--authentication-skip-lookup``).
 """
@@ -29,7 +30,7 @@ from autoscaler.metrics_api.responder import Responder
 from autoscaler.metrics_api.server import AUTH_CONFIGMAP_PATH, MetricsServer
 from autoscaler.metrics_api.tls import load_ca_bundle, self_signed_pair, server_context
 
-__all__ = ["ServerParts", "add_secure_serving_arguments", "build_metrics_server"]
+__all__ = ["KubeConnect", "ServerParts", "add_secure_serving_arguments", "build_metrics_server"]
 
 log = logging.getLogger("autoscaler.metrics_api")
 
@@ -102,18 +103,21 @@ class ServerParts:
             await client.close()
 
 
-def _kube_client(path: str | None) -> Any:
-    from autoscaler.service.kube import KubeClient, KubeConfig
+KubeConnect = Callable[[str | None], Any]
+"""Builds a Kubernetes API client (with ``request`` and ``close``) from a kubeconfig path; None: in cluster."""
 
+
+def _kube_client(connect: KubeConnect, path: str | None) -> Any:
     if path is None and not IN_CLUSTER_TOKEN.exists():
         return None
-    return KubeClient(KubeConfig.load(path))
+    return connect(path)
 
 
 def build_metrics_server(
     args: argparse.Namespace,
     published: Callable[[], Mapping[str, Published]],
     *,
+    connect_kube: KubeConnect,
     ready: Callable[[], bool] = lambda: True,
 ) -> ServerParts:
     """The server the flags describe (not started). Raises ``ValueError`` on inconsistent flags."""
@@ -152,11 +156,11 @@ def build_metrics_server(
         )
     client_ca = load_ca_bundle(Path(args.client_ca_file).read_bytes()) if args.client_ca_file else ()
     base = AuthenticationConfig(requestheader=requestheader, client_ca=client_ca)
-    authn_client = _kube_client(args.authentication_kubeconfig)
+    authn_client = _kube_client(connect_kube, args.authentication_kubeconfig)
     authz_client = (
         authn_client
         if args.authorization_kubeconfig in (None, args.authentication_kubeconfig)
-        else _kube_client(args.authorization_kubeconfig)
+        else _kube_client(connect_kube, args.authorization_kubeconfig)
     )
     if authz_client is None:
         raise ValueError(

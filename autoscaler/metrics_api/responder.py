@@ -19,9 +19,9 @@ Unavailable or stale data is a 404 ``NotFound`` naming why (the HPA then holds);
 A decision that is holding because metrics are unavailable is the same 404; once the policy's
 fallback threshold is passed the decision carries the fallback value, which is served.
 
-The wire format follows ``shared/reference/hpa-and-external-metrics.md`` part A: compact JSON as
-Go's ``encoding/json`` writes it (``<``, ``>``, ``&`` escaped, a trailing newline), ``Status``
-keys in Go's order, second-precision RFC 3339 UTC timestamps.
+The wire format is what a ``k8s.io/apiserver`` aggregated API server writes (golden answers in
+``tests/golden/metrics_api/``): compact JSON as Go's ``encoding/json`` writes it (``<``, ``>``, ``&``
+escaped, a trailing newline), ``Status`` keys in Go's order, second-precision RFC 3339 UTC timestamps.
 """
 
 from __future__ import annotations

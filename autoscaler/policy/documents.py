@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from autoscaler.policy.model import API_VERSION
+from autoscaler.core.policy import API_VERSION
 from autoscaler.policy.schema import Boolean, Enum, Integer, ListOf, Number, Obj, Quantity, StringMap, Text
 from autoscaler.presets import PRESETS
 

@@ -8,6 +8,11 @@
   (where known), the field path and the value.
 * One bad document never prevents loading the good ones. A policy whose defaults are broken is not
   loaded (running it without its defaults would be a different policy).
+
+:func:`load_policies` runs named steps that tests can import one by one: :func:`discover_files`,
+:func:`read_files` (documents with the line of every field), :func:`sort_documents` and
+:func:`apply_defaults` (layering), :func:`validate_policy`. Problems are :class:`PolicyProblem` values,
+never exceptions; only :func:`load_policy_file` raises (:class:`~autoscaler.errors.PolicyError`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,7 @@ from typing import Any
 
 import yaml
 
-from autoscaler.core.quantity import parse_quantity, parse_quantity_milli
-from autoscaler.policy.documents import KINDS, POLICY_DOCUMENT
-from autoscaler.policy.model import (
+from autoscaler.core.policy import (
     API_VERSION,
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
@@ -49,17 +52,31 @@ from autoscaler.policy.model import (
     Wake,
     WarmPool,
 )
+from autoscaler.core.quantity import parse_quantity, parse_quantity_milli
+from autoscaler.errors import PolicyError
+from autoscaler.policy.documents import KINDS, POLICY_DOCUMENT
 from autoscaler.policy.schema import NO_VALUE, Issue, check, did_you_mean
 from autoscaler.presets import PRESETS, Aggregation
 
-__all__ = ["LoadResult", "PolicyError", "load_policies", "load_policy_file", "policy_to_document"]
+__all__ = [
+    "LoadResult",
+    "PolicyProblem",
+    "apply_defaults",
+    "discover_files",
+    "load_policies",
+    "load_policy_file",
+    "policy_to_document",
+    "read_files",
+    "sort_documents",
+    "validate_policy",
+]
 
 FieldPath = tuple[str | int, ...]
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyError:
+class PolicyProblem:
     """A problem in a policy file, printable as ``file:line: field = value: message``."""
 
     file: str
@@ -118,8 +135,8 @@ class _Doc:
             path = path[:-1]
         return self.lines.get(path)
 
-    def error(self, issue: Issue) -> PolicyError:
-        return PolicyError(self.file, self.line_of(issue.path), _dotted(issue.path), issue.value, issue.message)
+    def error(self, issue: Issue) -> PolicyProblem:
+        return PolicyProblem(self.file, self.line_of(issue.path), _dotted(issue.path), issue.value, issue.message)
 
 
 class _DuplicateKey(Exception):
@@ -147,11 +164,11 @@ def _plain(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, lines: dic
     return loader.construct_object(node, deep=True)
 
 
-def _read_documents(path: Path, shown: str) -> tuple[list[_Doc], list[PolicyError]]:
+def _read_documents(path: Path, shown: str) -> tuple[list[_Doc], list[PolicyProblem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [PolicyError(shown, None, "", None, f"cannot read file: {exc}")]
+        return [], [PolicyProblem(shown, None, "", None, f"cannot read file: {exc}")]
     docs: list[_Doc] = []
     loader = yaml.SafeLoader(text)
     index = 0
@@ -164,7 +181,7 @@ def _read_documents(path: Path, shown: str) -> tuple[list[_Doc], list[PolicyErro
             try:
                 data = _plain(loader, node, (), lines)
             except _DuplicateKey as dup:
-                return docs, [PolicyError(shown, dup.line, _dotted(dup.path), NO_VALUE, "duplicate key")]
+                return docs, [PolicyProblem(shown, dup.line, _dotted(dup.path), NO_VALUE, "duplicate key")]
             if data is not None:
                 docs.append(_Doc(shown, index, data, lines))
             index += 1
@@ -173,7 +190,7 @@ def _read_documents(path: Path, shown: str) -> tuple[list[_Doc], list[PolicyErro
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
-        return docs, [PolicyError(shown, mark.line + 1 if mark else None, "", None, message)]
+        return docs, [PolicyProblem(shown, mark.line + 1 if mark else None, "", None, message)]
     finally:
         loader.dispose()
     return docs, []
@@ -566,7 +583,7 @@ class LoadResult:
     """Everything found under the given paths. ``by_file`` lists, per file, the policies it defined."""
 
     policies: list[ScalingPolicy] = field(default_factory=list)
-    errors: list[PolicyError] = field(default_factory=list)
+    errors: list[PolicyProblem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     failed_files: set[str] = field(default_factory=set)
     """Files with a document that did not load, even when its error points at another file (a value
@@ -578,11 +595,20 @@ class LoadResult:
             out.setdefault(policy.source.rsplit(":", 1)[0], []).append(policy)
         return out
 
-    def errors_by_file(self) -> dict[str, list[PolicyError]]:
-        out: dict[str, list[PolicyError]] = {}
+    def errors_by_file(self) -> dict[str, list[PolicyProblem]]:
+        out: dict[str, list[PolicyProblem]] = {}
         for error in self.errors:
             out.setdefault(error.file, []).append(error)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A file to read, the root of its defaults' scope, and whether only its PolicyDefaults count."""
+
+    file: Path
+    scope_root: Path
+    defaults_only: bool = False
 
 
 def _walk(root: Path) -> Iterable[Path]:
@@ -601,6 +627,157 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def discover_files(
+    paths: Sequence[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None
+) -> tuple[list[_Source], list[PolicyProblem]]:
+    """Step 1, discovery: the files to read for ``paths``, each with the root of its defaults' scope.
+
+    A directory given is its own scope root, a single file's is its folder, unless ``root`` is given:
+    then every scope root is ``root``, and the YAML files in the folders from ``root`` down to each
+    path are read too, for their PolicyDefaults only.
+    """
+    scope = Path(root).resolve() if root is not None else None
+    wanted: list[_Source] = []
+    problems: list[PolicyProblem] = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            problems.append(PolicyProblem(str(given), None, "", None, "no such file or directory"))
+            continue
+        if scope is not None and scope != path.resolve() and scope not in path.resolve().parents:
+            problems.append(PolicyProblem(str(given), None, "", None, f"is not inside the policy root {root}"))
+            continue
+        files = list(_walk(path)) if path.is_dir() else [path]
+        base = scope or (path if path.is_dir() else path.parent).resolve()
+        wanted.extend(_Source(file, base) for file in files)
+    if scope is None:
+        return wanted, problems
+    chosen = {source.file.resolve() for source in wanted}
+    folders = {scope}
+    for source in wanted:
+        folders.update(d for d in source.file.resolve().parents if scope in d.parents)
+    above: list[_Source] = []
+    for folder in sorted(folders):
+        for file in sorted(folder.iterdir()):
+            yaml_file = file.is_file() and file.name.endswith(YAML_SUFFIXES) and not file.name.startswith(".")
+            if yaml_file and file.resolve() not in chosen:
+                above.append(_Source(file, scope, defaults_only=True))
+    return wanted + above, problems
+
+
+def read_files(sources: Sequence[_Source], result: LoadResult) -> list[_Doc]:
+    """Step 2, reading: every document of every source, with its lines, its folder and scope root.
+
+    Files read for their defaults only contribute their PolicyDefaults and are not listed in
+    ``result.files``; their read errors are reported all the same.
+    """
+    docs: list[_Doc] = []
+    for source in sources:
+        shown = _display(source.file)
+        found, problems = _read_documents(source.file, shown)
+        result.errors.extend(problems)
+        if source.defaults_only:
+            found = [d for d in found if isinstance(d.data, dict) and d.data.get("kind") == "PolicyDefaults"]
+        else:
+            result.files.append(shown)
+        for doc in found:
+            doc.root = source.scope_root
+            doc.directory = source.file.parent.resolve()
+            docs.append(doc)
+    return docs
+
+
+def sort_documents(docs: Sequence[_Doc], problems: list[PolicyProblem]) -> tuple[list[_Layer], list[_Doc]]:
+    """Step 3a, layering: split the documents into defaults layers and policy candidates.
+
+    A document that is not a mapping or has an unknown kind is a problem; a PolicyDefaults document
+    with a wrong ``apiVersion`` or invalid fields becomes an invalid layer, so that the policies it
+    would apply to are not loaded without it.
+    """
+    layers: list[_Layer] = []
+    candidates: list[_Doc] = []
+    for doc in docs:
+        if not isinstance(doc.data, dict):
+            problems.append(doc.error(Issue((), doc.data, "a document must be a mapping with apiVersion and kind")))
+            continue
+        kind = doc.data.get("kind")
+        if kind not in KINDS:
+            hint = did_you_mean(str(kind), list(KINDS))
+            problems.append(doc.error(Issue(("kind",), kind, f"must be one of {', '.join(KINDS)}{hint}")))
+            continue
+        if doc.data.get("apiVersion") != API_VERSION:
+            problems.append(doc.error(Issue(("apiVersion",), doc.data.get("apiVersion"), f"must be {API_VERSION}")))
+            if kind == "PolicyDefaults":
+                layers.append(_Layer(doc, None, valid=False))
+            continue
+        if kind == "PolicyDefaults":
+            issues = check(KINDS[kind], doc.data)
+            problems.extend(doc.error(issue) for issue in issues)
+            metadata = doc.data.get("metadata")
+            namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+            layers.append(_Layer(doc, namespace if isinstance(namespace, str) else None, valid=not issues))
+        else:
+            candidates.append(doc)
+    return layers, candidates
+
+
+@dataclass(frozen=True, slots=True)
+class _Layered:
+    """A policy document with its defaults merged in, and for every field path its line and file."""
+
+    doc: _Doc
+    data: dict[str, Any]
+    lines: dict[FieldPath, int]
+    origin: dict[FieldPath, str]
+
+
+def apply_defaults(doc: _Doc, layers: Sequence[_Layer]) -> _Layered | list[PolicyProblem]:
+    """Step 3b, layering: the policy with the defaults that apply to it merged underneath, outermost
+    folder first; or, when one of those defaults is invalid, why the policy is not loaded."""
+    namespace = doc.data.get("metadata", {}).get("namespace", "")
+    applicable = sorted((layer for layer in layers if layer.applies_to(doc, namespace)), key=lambda la: la.order)
+    broken = [layer for layer in applicable if not layer.valid]
+    if broken:
+        return [
+            PolicyProblem(
+                doc.file, doc.line, "", None, f"not loaded: its defaults {layer.doc.file}:{layer.doc.line} are invalid"
+            )
+            for layer in broken
+        ]
+    merged_spec: Any = {}
+    lines: dict[FieldPath, int] = {}
+    origin: dict[FieldPath, str] = {}
+    for layer in applicable:
+        merged_spec = _merge(merged_spec, layer.doc.data.get("spec") or {})
+        for field_path, line in layer.doc.lines.items():
+            if field_path[:1] == ("spec",):
+                lines[field_path], origin[field_path] = line, layer.doc.file
+    merged_spec = _merge(merged_spec, doc.data.get("spec") or {})
+    for field_path, line in doc.lines.items():
+        lines[field_path], origin[field_path] = line, doc.file
+    return _Layered(doc, {**doc.data, "spec": merged_spec}, lines, origin)
+
+
+def validate_policy(layered: _Layered) -> ScalingPolicy | list[PolicyProblem]:
+    """Step 4, validation: the merged document against the schema, then the typed policy. Each problem
+    points at the file the offending value came from (the policy's or one of its defaults')."""
+    doc = layered.doc
+    issues = check(POLICY_DOCUMENT, layered.data)
+    if not issues:
+        try:
+            return _build(layered.data, f"{doc.file}:{doc.line}")
+        except _Invalid as invalid:
+            issues = invalid.issues
+    problems = []
+    for issue in issues:
+        where = issue.path
+        while where not in layered.origin and where:
+            where = where[:-1]
+        located = _Doc(layered.origin.get(where, doc.file), doc.index, layered.data, layered.lines)
+        problems.append(located.error(issue))
+    return problems
+
+
 def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None) -> LoadResult:
     """Load every policy under ``paths`` (files or directories). Never raises for bad input.
 
@@ -610,78 +787,9 @@ def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.Pat
     as when the whole tree is loaded.
     """
     result = LoadResult()
-    scope = Path(root).resolve() if root is not None else None
-    wanted: list[tuple[Path, Path]] = []  # (file, scope root)
-    for given in paths:
-        path = Path(given)
-        if not path.exists():
-            result.errors.append(PolicyError(str(given), None, "", None, "no such file or directory"))
-            continue
-        if scope is not None and scope != path.resolve() and scope not in path.resolve().parents:
-            result.errors.append(PolicyError(str(given), None, "", None, f"is not inside the policy root {root}"))
-            continue
-        files = list(_walk(path)) if path.is_dir() else [path]
-        base = scope or (path if path.is_dir() else path.parent).resolve()
-        wanted.extend((file, base) for file in files)
-    # With a root, the defaults of the folders above the given paths count too (defaults only).
-    defaults_only: list[tuple[Path, Path]] = []
-    if scope is not None:
-        chosen = {file.resolve() for file, _ in wanted}
-        folders = {scope}
-        for file, _ in wanted:
-            folders.update(d for d in file.resolve().parents if scope in d.parents)
-        for folder in sorted(folders):
-            for file in sorted(folder.iterdir()):
-                yaml_file = file.is_file() and file.name.endswith(YAML_SUFFIXES) and not file.name.startswith(".")
-                if yaml_file and file.resolve() not in chosen:
-                    defaults_only.append((file, scope))
-
-    docs: list[_Doc] = []
-    for file, scope_root in [*wanted, *defaults_only]:
-        only_defaults = (file, scope_root) in defaults_only
-        shown = _display(file)
-        found, errors = _read_documents(file, shown)
-        if only_defaults:
-            found = [d for d in found if isinstance(d.data, dict) and d.data.get("kind") == "PolicyDefaults"]
-            if errors:
-                result.errors.extend(errors)
-        else:
-            result.files.append(shown)
-            result.errors.extend(errors)
-        for doc in found:
-            doc.root = scope_root
-            doc.directory = file.parent.resolve()
-            docs.append(doc)
-
-    layers: list[_Layer] = []
-    candidates: list[_Doc] = []
-    for doc in docs:
-        if not isinstance(doc.data, dict):
-            result.errors.append(
-                doc.error(Issue((), doc.data, "a document must be a mapping with apiVersion and kind"))
-            )
-            continue
-        kind = doc.data.get("kind")
-        if kind not in KINDS:
-            hint = did_you_mean(str(kind), list(KINDS))
-            result.errors.append(doc.error(Issue(("kind",), kind, f"must be one of {', '.join(KINDS)}{hint}")))
-            continue
-        if doc.data.get("apiVersion") != API_VERSION:
-            result.errors.append(
-                doc.error(Issue(("apiVersion",), doc.data.get("apiVersion"), f"must be {API_VERSION}"))
-            )
-            if kind == "PolicyDefaults":
-                layers.append(_Layer(doc, None, valid=False))
-            continue
-        if kind == "PolicyDefaults":
-            issues = check(KINDS[kind], doc.data)
-            result.errors.extend(doc.error(issue) for issue in issues)
-            metadata = doc.data.get("metadata")
-            namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
-            layers.append(_Layer(doc, namespace if isinstance(namespace, str) else None, valid=not issues))
-        else:
-            candidates.append(doc)
-
+    sources, problems = discover_files(paths, root=root)
+    result.errors.extend(problems)
+    layers, candidates = sort_documents(read_files(sources, result), result.errors)
     seen: dict[str, str] = {}
     for doc in candidates:
         # Check the document's own fields first (nothing required yet: defaults may supply it).
@@ -689,60 +797,18 @@ def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.Pat
         if issues:
             result.errors.extend(doc.error(issue) for issue in issues)
             continue
-        namespace = doc.data.get("metadata", {}).get("namespace", "")
-        applicable = sorted((layer for layer in layers if layer.applies_to(doc, namespace)), key=lambda la: la.order)
-        broken = [layer for layer in applicable if not layer.valid]
-        if broken:
-            for layer in broken:
-                result.errors.append(
-                    PolicyError(
-                        doc.file,
-                        doc.line,
-                        "",
-                        None,
-                        f"not loaded: its defaults {layer.doc.file}:{layer.doc.line} are invalid",
-                    )
-                )
+        layered = apply_defaults(doc, layers)
+        if isinstance(layered, list):
+            result.errors.extend(layered)
             continue
-        merged_spec: Any = {}
-        lines: dict[FieldPath, int] = {}
-        origin: dict[FieldPath, str] = {}
-        for layer in applicable:
-            merged_spec = _merge(merged_spec, layer.doc.data.get("spec") or {})
-            for field_path, line in layer.doc.lines.items():
-                if field_path[:1] == ("spec",):
-                    lines[field_path], origin[field_path] = line, layer.doc.file
-        merged_spec = _merge(merged_spec, doc.data.get("spec") or {})
-        for field_path, line in doc.lines.items():
-            lines[field_path], origin[field_path] = line, doc.file
-        merged = {**doc.data, "spec": merged_spec}
-        issues = check(POLICY_DOCUMENT, merged)
-        policy: ScalingPolicy | None = None
-        if not issues:
-            try:
-                policy = _build(merged, f"{doc.file}:{doc.line}")
-            except _Invalid as invalid:
-                issues = invalid.issues
-        if issues:
-            for issue in issues:
-                where = issue.path
-                while where not in origin and where:
-                    where = where[:-1]
-                located = _Doc(origin.get(where, doc.file), doc.index, merged, lines)
-                result.errors.append(located.error(issue))
+        policy = validate_policy(layered)
+        if isinstance(policy, list):
+            result.errors.extend(policy)
             result.failed_files.add(doc.file)  # the error may point at the defaults; the policy is here
             continue
-        assert policy is not None
         if policy.key in seen:
-            result.errors.append(
-                PolicyError(
-                    doc.file,
-                    doc.line,
-                    "metadata.name",
-                    policy.name,
-                    f"duplicate policy {policy.key} (first defined at {seen[policy.key]})",
-                )
-            )
+            message = f"duplicate policy {policy.key} (first defined at {seen[policy.key]})"
+            result.errors.append(PolicyProblem(doc.file, doc.line, "metadata.name", policy.name, message))
             continue
         seen[policy.key] = policy.source
         result.policies.append(policy)
@@ -754,22 +820,24 @@ def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.Pat
 def load_policy_file(
     path: str | os.PathLike[str], name: str | None = None, *, root: str | os.PathLike[str] | None = None
 ) -> ScalingPolicy:
-    """Exactly one policy from a file (by ``metadata.name`` when it holds several); raises on errors.
+    """Exactly one policy from a file (by ``metadata.name`` when it holds several).
 
     Defaults in the file's folder apply; with ``root``, also those of every folder up to the root.
+    Raises :class:`~autoscaler.errors.PolicyError` (one line per problem) when the file has errors or
+    does not hold exactly the one policy asked for.
     """
     result = load_policies([path], root=root)
     if result.errors:
-        raise ValueError("\n".join(str(e) for e in result.errors))
+        raise PolicyError("\n".join(str(e) for e in result.errors))
     policies = result.policies
     if name is not None:
         policies = [p for p in policies if p.name == name]
         if not policies:
             names = ", ".join(p.name for p in result.policies) or "none"
-            raise ValueError(f"{path}: no policy named {name!r} (found: {names})")
+            raise PolicyError(f"{path}: no policy named {name!r} (found: {names})")
     if len(policies) != 1:
         names = ", ".join(p.name for p in policies) or "none"
-        raise ValueError(f"{path}: expected exactly one ScalingPolicy, found {len(policies)} ({names}); use --name")
+        raise PolicyError(f"{path}: expected exactly one ScalingPolicy, found {len(policies)} ({names}); use --name")
     return policies[0]
 
 

@@ -7,6 +7,8 @@ The library error that caused it (aiohttp, JSON) is chained as ``__cause__``.
 
 from __future__ import annotations
 
+from autoscaler.errors import SignalError
+
 __all__ = [
     "PrometheusAuthError",
     "PrometheusError",
@@ -17,7 +19,7 @@ __all__ = [
 ]
 
 
-class PrometheusError(Exception):
+class PrometheusError(SignalError):
     """Base class: reading from Prometheus failed. ``retryable`` says whether retrying could help."""
 
     retryable = False

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from autoscaler.policy.model import TargetRef
+from autoscaler.core.policy import TargetRef
 from autoscaler.service.kube import KubeClient, KubeError, KubeInvalidResponse, KubeNotFound, KubeUnsafeWrite
 
 EVENT_WINDOW_S = 600.0  # repeats of an Event within this window bump its count

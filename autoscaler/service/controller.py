@@ -26,8 +26,8 @@ from enum import Enum
 from typing import Protocol
 
 from autoscaler.core import Decision, MetricReading, Published, Reason, Unavailable
+from autoscaler.core.policy import Mode, ScalingPolicy
 from autoscaler.core.step import TargetReading, TargetState, acknowledge, expired, retarget, step, warm_start
-from autoscaler.policy.model import Mode, ScalingPolicy
 from autoscaler.service.actuator import KubeActuator, ScaleView
 from autoscaler.service.history import HistorySource
 from autoscaler.service.kube import KubeConflict, KubeError, KubeNotFound
@@ -300,14 +300,17 @@ class Controller:
         return reading, view
 
     async def _warm_start(self, entry: _Entry, now: float) -> None:
-        spec = entry.policy.predictive
+        policy = entry.policy
+        history_days = (
+            policy.predictive.history_days if policy.predictive else policy.slo.history_days if policy.slo else None
+        )
         entry.warm_started = True
-        if spec is None or self.history is None:
+        if history_days is None or self.history is None:
             return
-        interval = entry.policy.interval_s
+        interval = policy.interval_s
         try:
             history = await self.history.demand_history(
-                entry.policy, start_s=now - spec.history_days * 86400, end_s=now - interval, step_s=interval
+                policy, start_s=now - history_days * 86400, end_s=now - interval, step_s=interval
             )
         except Exception as exc:  # a warm start is an optimisation: never fatal
             log.warning("warm start failed", extra={"policy": entry.policy.key, "error": str(exc)})

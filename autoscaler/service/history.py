@@ -1,25 +1,29 @@
-"""Warm start for forecasts: read ``historyDays`` of a policy's demand signal from Prometheus with range
-queries, so that forecasts work right after a restart (the issue's item 6).
+"""Warm start for forecasts: read ``historyDays`` of a policy's demand from Prometheus with range
+queries, so that forecasts work right after a restart.
 
-The per-target PromQL is the same one the signals edge uses for a single target
-(:func:`autoscaler.signals.promql.target_query`, or the policy's own ``query:`` template); the series it
-returns are summed per timestamp into the target's total, like the live fleet aggregation of a
-sum-type preset. Long windows are read in chunks (Prometheus caps a range query at 11,000 points).
+The demand is what the core records each tick (:func:`autoscaler.core.step.observe`): a predictive
+policy's demand metric, or an SLO policy's requests in flight to serve (running plus the share of the
+backlog to drain, :func:`autoscaler.core.slo.demand`, computed here from the recorded running, waiting
+and completions, so that history teaches the forecast the same value the ticks do). Each signal is
+read with the per-target PromQL the backtest uses too (:func:`autoscaler.signals.promql.target_expr`);
+the series it returns are summed per timestamp into the target's total, like the live fleet
+aggregation of a sum-type preset. Long windows are read in chunks (Prometheus caps a range query at
+11,000 points).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from autoscaler.policy.model import ScalingPolicy
-from autoscaler.presets import PRESETS
-from autoscaler.prometheus.client import PrometheusClient
+from autoscaler.core.policy import MetricSpec, ScalingPolicy
+from autoscaler.core.slo import demand as slo_demand
 from autoscaler.prometheus.errors import PrometheusError
-from autoscaler.prometheus.ranges import summed_range
-from autoscaler.signals.promql import render_custom, target_query
+from autoscaler.prometheus.ranges import RangeClient, summed_range
+from autoscaler.signals.promql import target_expr
 
-__all__ = ["HistorySource", "PrometheusHistory"]
+__all__ = ["HistorySource", "PrometheusHistory", "demand_series", "demand_signals"]
 
 log = logging.getLogger("autoscaler.history")
 
@@ -28,32 +32,67 @@ class HistorySource(Protocol):
     async def demand_history(self, policy: ScalingPolicy, *, start_s: float, end_s: float, step_s: float) -> Any: ...
 
 
+def demand_signals(policy: ScalingPolicy) -> tuple[MetricSpec, ...]:
+    """The signals whose history makes up ``policy``'s demand: the predictive metric, or an SLO's
+    running, waiting and completions; none for a policy that forecasts nothing."""
+    if policy.predictive is not None:
+        return (policy.metric(policy.predictive.metric),)
+    if policy.slo is not None:
+        return (policy.slo.running, policy.slo.waiting, policy.slo.completions)
+    return ()
+
+
+def demand_series(policy: ScalingPolicy, series: Mapping[str, Mapping[float, float]]) -> dict[float, float]:
+    """``timestamp -> demand`` from the recorded series of :func:`demand_signals` (by signal name).
+
+    An SLO policy's demand exists where running and waiting were both recorded; completions only
+    shorten the backlog share (without them the whole backlog counts, as on a live tick)."""
+    if policy.predictive is not None:
+        return dict(series[policy.predictive.metric])
+    slo = policy.slo
+    if slo is None:
+        return {}
+    running, waiting, completions = (series[spec.name] for spec in (slo.running, slo.waiting, slo.completions))
+    out: dict[float, float] = {}
+    for t in sorted(running.keys() & waiting.keys()):
+        now = slo_demand(
+            slo, running=running[t], waiting=waiting[t], completions=completions.get(t), interval_s=policy.interval_s
+        )
+        if now is not None:
+            out[t] = now[0]
+    return out
+
+
 class PrometheusHistory:
-    def __init__(self, client: PrometheusClient, *, window: str = "1m") -> None:
+    def __init__(self, client: RangeClient, *, window: str = "1m") -> None:
         self.client = client
         self.window = window
 
-    def query_for(self, policy: ScalingPolicy) -> str:
-        assert policy.predictive is not None
-        spec = policy.metric(policy.predictive.metric)
-        if spec.source.preset is not None:
-            return target_query(PRESETS[spec.source.preset], policy=policy, spec=spec, window=self.window)
-        assert spec.source.query is not None
-        return render_custom(spec.source.query, policy=policy, match_labels=spec.source.match_labels)
+    def queries(self, policy: ScalingPolicy) -> dict[str, str]:
+        """The range queries of ``policy``'s demand signals, by signal name."""
+        return {spec.name: target_expr(policy, spec, window=self.window) for spec in demand_signals(policy)}
 
     async def demand_history(self, policy: ScalingPolicy, *, start_s: float, end_s: float, step_s: float) -> Any:
         from autoscaler.forecast import DemandHistory
 
-        if policy.predictive is None:
+        queries = self.queries(policy)
+        if not queries:
             return None
-        expr = self.query_for(policy)
+        series: dict[str, dict[float, float]] = {}
         try:
-            totals = await summed_range(
-                self.client, expr, start_s=start_s, end_s=end_s, step_s=step_s, context=f"warm start of {policy.key}"
-            )
+            for name, expr in queries.items():
+                series[name] = await summed_range(
+                    self.client,
+                    expr,
+                    start_s=start_s,
+                    end_s=end_s,
+                    step_s=step_s,
+                    context=f"warm start of {policy.key} metric {name}",
+                )
         except PrometheusError as exc:
             log.warning("warm start failed; forecasts start cold", extra={"policy": policy.key, "error": str(exc)})
             return None
+        totals = demand_series(policy, series)
         if not totals:
             return None
         times = sorted(totals)

@@ -32,6 +32,8 @@ from typing import Any
 
 import aiohttp
 
+from autoscaler.errors import AutoscalerError
+
 __all__ = [
     "KubeClient",
     "KubeConfig",
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 
-class KubeError(Exception):
+class KubeError(AutoscalerError):
     """An API error: HTTP ``status`` and the ``Status`` object's ``reason`` and ``message``."""
 
     def __init__(self, status: int, reason: str, message: str, *, method: str = "", path: str = "") -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoscaler.policy import PolicyError, ScalingPolicy, load_policies
+from autoscaler.policy import PolicyProblem, ScalingPolicy, load_policies
 
 __all__ = ["PolicyDirectory", "ReloadResult"]
 
@@ -26,7 +26,7 @@ log = logging.getLogger("autoscaler.policies")
 class ReloadResult:
     changed: bool
     policies: tuple[ScalingPolicy, ...]
-    errors: tuple[PolicyError, ...] = ()
+    errors: tuple[PolicyProblem, ...] = ()
     kept_stale: tuple[str, ...] = field(default_factory=tuple)  # files whose last good version is in use
 
 
@@ -41,7 +41,7 @@ class PolicyDirectory:
         self._fingerprint: tuple[tuple[str, str, int, int], ...] | None = None
         self._good: dict[str, tuple[ScalingPolicy, ...]] = {}
         self.current: tuple[ScalingPolicy, ...] = ()
-        self.errors: tuple[PolicyError, ...] = ()
+        self.errors: tuple[PolicyProblem, ...] = ()
 
     def _scan(self) -> tuple[tuple[str, str, int, int], ...]:
         entries = []
@@ -68,7 +68,7 @@ class PolicyDirectory:
         self._fingerprint = fingerprint
         result = load_policies([self.root]) if self.root.is_dir() else None
         if result is None:
-            error = PolicyError(str(self.root), None, "", None, "policy directory does not exist")
+            error = PolicyProblem(str(self.root), None, "", None, "policy directory does not exist")
             self.errors = (error,)
             log.error("%s", error)
             return ReloadResult(True, self.current, self.errors)
@@ -90,7 +90,7 @@ class PolicyDirectory:
             for policy in good[file]:
                 if self.namespaces and policy.namespace not in self.namespaces:
                     errors.append(
-                        PolicyError(
+                        PolicyProblem(
                             file,
                             None,
                             "metadata.namespace",

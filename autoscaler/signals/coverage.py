@@ -50,8 +50,8 @@ from enum import Enum
 
 from autoscaler.core.hpa import Tolerances, propose_average_value, propose_value
 from autoscaler.core.model import MetricReading, Unavailable
+from autoscaler.core.policy import MetricSpec, ScalingPolicy, TargetType
 from autoscaler.core.quantity import to_milli
-from autoscaler.policy.model import MetricSpec, ScalingPolicy, TargetType
 from autoscaler.presets import Aggregation, Preset, SignalKind
 from autoscaler.signals.aggregate import PodSample, aggregate, broken_sample
 from autoscaler.signals.targets import pod_belongs

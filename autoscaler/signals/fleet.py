@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from autoscaler.core.model import MetricReading, Unavailable
-from autoscaler.policy.model import MetricSpec, ScalingPolicy
+from autoscaler.core.policy import MetricSpec, ScalingPolicy
 from autoscaler.presets import PRESETS, Preset, SignalKind
 from autoscaler.prometheus.client import InstantResult
 from autoscaler.prometheus.errors import PrometheusError

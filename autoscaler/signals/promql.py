@@ -15,6 +15,10 @@ Two builders:
   inside ``{...}``). Then **every** vector selector in the result gets ``namespace="<own namespace>"``
   added, so the query can only ever see its own namespace, whatever it says: matchers are ANDed, so
   an added matcher can only narrow. This needs a PromQL tokenizer (below), not a regex over the text.
+
+:func:`target_expr` picks, for one signal of one target, the per-target PromQL: the preset's
+:func:`target_query` or the team's rendered template. Range reads (the forecast warm start, backtests)
+use it, so that history is read exactly as one target's signal is.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from autoscaler.policy.model import MetricSpec, ScalingPolicy
-from autoscaler.presets import Aggregation, Preset, SignalKind
+from autoscaler.core.policy import MetricSpec, ScalingPolicy
+from autoscaler.errors import PolicyError
+from autoscaler.presets import PRESETS, Aggregation, Preset, SignalKind
 from autoscaler.signals.targets import pod_pattern, re2_escape
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "inject_namespace",
     "quote",
     "render_custom",
+    "target_expr",
     "target_query",
 ]
 
@@ -42,8 +48,8 @@ FIELD_LABEL = "signal_field"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-class PromQLTemplateError(ValueError):
-    """A custom ``query:`` template cannot be rendered safely."""
+class PromQLTemplateError(PolicyError):
+    """A custom ``query:`` template cannot be rendered safely: the policy is wrong."""
 
 
 def quote(value: str) -> str:
@@ -126,7 +132,8 @@ def fleet_query(
 def target_query(preset: Preset, *, policy: ScalingPolicy, spec: MetricSpec, window: str) -> str:
     """The classic one-query-per-target PromQL for ``preset``: the baseline the fleet query replaces.
 
-    Used by the benchmark and by tests that check the fleet aggregation against Prometheus's own.
+    Used for range reads (through :func:`target_expr`), by the benchmark, and by tests that check the
+    fleet aggregation against Prometheus's own.
     """
     labels = "".join(f",{_check_label_name(k)}={quote(v)}" for k, v in sorted(spec.source.match_labels.items()))
     pods = quote(pod_pattern(policy.target))
@@ -153,6 +160,15 @@ def target_query(preset: Preset, *, policy: ScalingPolicy, spec: MetricSpec, win
     inner = union(preset.templates, "avg" if preset.aggregation is Aggregation.AVERAGE else "sum", per)
     outer = "avg" if preset.aggregation is Aggregation.AVERAGE else "sum"
     return f"{outer}({inner}) * {preset.scale!r}"
+
+
+def target_expr(policy: ScalingPolicy, spec: MetricSpec, *, window: str) -> str:
+    """The per-target PromQL for one of ``policy``'s signals: its preset's :func:`target_query`, or its
+    own ``query:`` template rendered for the target (namespace-confined, like every custom query)."""
+    if spec.source.preset is not None:
+        return target_query(PRESETS[spec.source.preset], policy=policy, spec=spec, window=window)
+    assert spec.source.query is not None, "the loader gives every signal a preset or a query"
+    return render_custom(spec.source.query, policy=policy, match_labels=spec.source.match_labels)
 
 
 # --- custom templates -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 
-from autoscaler.policy.model import TargetRef
+from autoscaler.core.policy import TargetRef
 
 __all__ = ["labels_match", "pod_belongs", "pod_pattern", "re2_escape"]
 

@@ -48,8 +48,8 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.core import Decision, MetricReading
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.step import TargetReading, TargetState, step
-from autoscaler.policy.model import ScalingPolicy
 from autoscaler.sim.fleet import FleetConfig
 from autoscaler.sim.trace import Trace
 

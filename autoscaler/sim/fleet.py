@@ -289,9 +289,10 @@ class Fleet:
                 self.gone_at[r] = now
         self._relive()
 
-    def gpu_seconds(self, horizon_s: float) -> float:
+    def gpu_seconds(self, horizon_s: float, since_s: float = 0.0) -> float:
+        """GPU-seconds held between ``since_s`` and ``horizon_s``."""
         n = self.replica_count
-        held = np.minimum(self.gone_at[:n], horizon_s) - self.started_at[:n]
+        held = np.minimum(self.gone_at[:n], horizon_s) - np.maximum(self.started_at[:n], since_s)
         return float(np.clip(held, 0.0, None).sum()) * self.config.gpus_per_replica
 
     def holding_gpu(self, now: float) -> IntArray:

@@ -76,7 +76,33 @@ def summary_table(results: Sequence[RunResult]) -> str:
         lines += ["", f"Cost floor: {floor:.2f} GPU-h. {FLOOR_NOTE}"]
     if any(name in str(r.summary.get("name")) for r in results for name in ("no-wait", "oracle")):
         lines += ["", NO_WAIT_NOTE]
+    verdict = who_wins(results)
+    if verdict:
+        lines += ["", verdict]
     return "\n".join(lines)
+
+
+def who_wins(results: Sequence[RunResult]) -> str:
+    """Who wins, in one paragraph: the highest SLO attainment (ties: fewer GPU-hours), and every policy
+    that another beats on both attainment and GPU-hours. The no-wait reference (it knows the future)
+    is left out."""
+    runs = [r.summary for r in results if not any(n in str(r.summary.get("name")) for n in ("no-wait", "oracle"))]
+    if len(runs) < 2:
+        return ""
+    best = max(runs, key=lambda s: (s["sloAttainment"], -s["gpuHours"]))
+
+    def beats(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return bool(a["sloAttainment"] >= b["sloAttainment"] and a["gpuHours"] <= b["gpuHours"] and a is not b
+                    and (a["sloAttainment"], -a["gpuHours"]) != (b["sloAttainment"], -b["gpuHours"]))
+
+    text = (f"Who wins: {best['name']}, the highest SLO attainment ({best['sloAttainment']:.2%}) "
+            f"at {best['gpuHours']:.2f} GPU-h.")
+    dominated = [(b["name"], next(a["name"] for a in runs if beats(a, b))) for b in runs
+                 if any(beats(a, b) for a in runs)]
+    if dominated:
+        text += " Beaten on both SLO attainment and GPU-hours: " + ", ".join(
+            f"{name} (by {by})" for name, by in dominated) + "."
+    return text
 
 
 def write_report(out: Path, *, scenario: str, seed: int, slo: Slo, results: Sequence[RunResult],

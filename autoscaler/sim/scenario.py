@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from autoscaler.core.policy import API_VERSION, ScalingPolicy
+from autoscaler.errors import InputError
 from autoscaler.policy import load_policy_file
-from autoscaler.policy.model import API_VERSION, ScalingPolicy
 from autoscaler.sim.controllers import (
     Controller,
     KpaConfig,
@@ -62,7 +63,7 @@ POSITIVE = frozenset({"binSeconds", "controlLoopSeconds", "lookBackPeriodSeconds
                       "targetOngoingRequests", "targetUtilization", "tickSeconds"})
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """A scenario or baseline file that does not validate: ``file: key = value: why``."""
 
 

@@ -4,7 +4,7 @@ A :class:`Trace` is three aligned numpy arrays sorted by arrival: ``arrival_s`` 
 trace's start), ``input_tokens`` and ``output_tokens``. Everything here is IO at the edge or pure
 array arithmetic; randomness comes only from the ``numpy.random.Generator`` passed in.
 
-Formats (see ``shared/traces/README.md``):
+Formats (as their publishers describe them: Azure/AzurePublicDataset, kvcache-ai/Mooncake, alibaba/ServeGen):
 
 * ``azure``    Azure LLM inference trace 2023: ``TIMESTAMP,ContextTokens,GeneratedTokens``
 * ``mooncake`` Mooncake FAST'25 JSON lines: ``timestamp`` (ms), ``input_length``, ``output_length``
@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.errors import InputError
+
 __all__ = [
     "FORMATS",
     "TokenDistribution",
@@ -46,7 +48,7 @@ FloatArray = npt.NDArray[np.float64]
 FORMATS = ("azure", "mooncake", "servegen", "csv")
 
 
-class TraceError(ValueError):
+class TraceError(InputError):
     """A trace that cannot be read; the message names the file (and line where known)."""
 
 

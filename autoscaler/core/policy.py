@@ -1,8 +1,10 @@
 """The typed policy model: what a team's ``ScalingPolicy`` file means once it has been validated.
 
-These are frozen, slotted values. The loader (:mod:`autoscaler.policy.loader`) is the only place that
-turns YAML into them; the core only ever sees these types, never raw dicts. Field names are the
-Python spelling of the YAML ones, with units in the name where the YAML has ``...Seconds``.
+These are frozen, slotted values. They live with the core because the core decides on them; the
+loader (:mod:`autoscaler.policy.loader`, a layer above) is the only place that turns YAML into them,
+so the core only ever sees these types, never raw dicts, and imports nothing from
+:mod:`autoscaler.policy`. Field names are the Python spelling of the YAML ones, with units in the name
+where the YAML has ``...Seconds``.
 
 Defaults follow the Kubernetes HPA ``autoscaling/v2`` API as the API server fills them in when
 ``spec.behavior`` is set (see ``pkg/apis/autoscaling/v2/defaults.go``):
