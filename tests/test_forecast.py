@@ -13,7 +13,8 @@ Case matrix:
 * Accuracy: the seasonal model beats last value on a clearly diurnal series (held-back day); the
   trend model is chosen on a ramp; the band widens with noise.
 * Calibration: the upper quantile covers about q of held-back outcomes on a synthetic diurnal +
-  noise series and on the real 14-day ServeGen trace (skipped when the traces are absent).
+  noise series and on the real 14-day ServeGen trace (the 3 busiest clients of language/m-large,
+  bundled in ``simulations/traces/servegen-language``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hypothesis import strategies as st
 from autoscaler.forecast import DemandHistory, Forecast, forecast_demand
 
 DAY = 86400.0
-SERVEGEN = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "servegen" / "language-m-large"
+SERVEGEN = Path(__file__).resolve().parent.parent / "simulations" / "traces" / "servegen-language"
 
 
 def diurnal(days: float, step_s: float, *, seed: int, noise: float = 0.08, level: float = 100.0) -> np.ndarray:
@@ -226,9 +227,10 @@ def test_upper_quantile_covers_about_q_on_a_synthetic_diurnal_series() -> None:
 
 
 def test_upper_quantile_covers_about_q_on_the_servegen_trace() -> None:
-    assert SERVEGEN.is_dir(), f"the public traces are expected beside the checkout: {SERVEGEN}"
+    files = sorted(SERVEGEN.glob("chunk-*-trace.csv"))
+    assert len(files) == 3, files
     total = np.zeros(0)
-    for path in sorted(SERVEGEN.glob("chunk-*-trace.csv")):
+    for path in files:
         rate = np.loadtxt(path, delimiter=",", usecols=(1,))
         total = rate if total.size == 0 else total + rate
     assert total.size == 2016

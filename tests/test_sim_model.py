@@ -39,7 +39,8 @@ from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
 from autoscaler.sim.run import Slo, simulate
 from autoscaler.sim.trace import Trace
 
-PROFILE = str(Path(__file__).resolve().parents[2] / "shared" / "traces" / "splitwise_sim_perf_model.csv")
+# SplitwiseSim's perf_model.csv rows for llama2-70b / a100-80gb / TP 4, unchanged (README and licence beside it)
+PROFILE = str(Path(__file__).resolve().parent.parent / "simulations" / "profiles" / "splitwise-llama2-70b-a100-tp4.csv")
 
 
 def _trace(arrivals: list[float], out_tokens: float = 10.0) -> Trace:
@@ -159,7 +160,8 @@ def test_offered_concurrency_and_oracle_schedule() -> None:
 
 
 def test_simulated_decisions_equal_decide_replayed() -> None:
-    policy = load_policy_file("policies/team-a/chat.yaml", root="policies")
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "policies"
+    policy = load_policy_file(fixtures / "team-a" / "chat.yaml", root=fixtures)
     rng = np.random.default_rng(3)
     arrivals = np.sort(rng.uniform(0, 900, 4000))
     trace = Trace(arrivals, rng.integers(100, 2000, 4000).astype(float), rng.integers(10, 400, 4000).astype(float))

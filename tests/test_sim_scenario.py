@@ -1,12 +1,13 @@
 """Scenarios, trace readers and the ``simulate`` command end to end.
 
 Case matrix:
-  readers    azure | mooncake | servegen (folder, span) | csv, on the shared public traces
+  readers    azure | mooncake | servegen (folder, span) | csv, on the slices of the public traces bundled in
+             simulations/traces (README there: source, licence, how each was cut)
   transforms timeScale stretches | rateScale thins and replicates
   scenario   errors name the file, the key and the value | unknown preset in a policy is refused
   command    report.json has exactly the issue's fields per policy | summary.md | PNGs |
              same seed -> identical report | every shipped scenario loads, every baseline builds
-  sense      on a trace not tuned for (Mooncake conversation): no-wait cheaper than static-peak, both
+  sense      on a trace not tuned for (Mooncake conversation, first 15 min): no-wait cheaper than static-peak, both
              meet the SLO, nothing costs less than the work-bound floor, nothing dropped
 """
 
@@ -23,19 +24,20 @@ from autoscaler.sim.compare import compare
 from autoscaler.sim.scenario import ScenarioError, load_scenario, load_trace
 from autoscaler.sim.trace import Trace, read_trace
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"  # beside the checkout, as in CI
+TRACES = Path(__file__).resolve().parent.parent / "simulations" / "traces"  # bundled slices, nothing outside the repo
 FIELDS = ["name", "gpuHours", "gpuHoursFloor", "sloAttainment", "latencyMean", "latencyP50", "latencyP95", "latencyP99", "waitMean",
           "coldStarts", "scaleEvents", "maxReplicas", "requests", "dropped"]
 
 
 def test_readers_on_public_traces(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    azure = read_trace(SHARED / "azure2023_AzureLLMInferenceTrace_code.csv", "azure", rng=rng)
-    assert len(azure) == 8819 and azure.arrival_s[0] == 0 and 3400 < azure.duration_s < 3450
-    assert np.median(azure.input_tokens) == 1469 and np.median(azure.output_tokens) == 13
-    moon = read_trace(SHARED / "mooncake_fast25_conversation_trace.jsonl", "mooncake", rng=rng)
-    assert len(moon) == 12031 and 3400 < moon.duration_s < 3600
-    serve = read_trace(SHARED / "servegen" / "language-m-large", "servegen", rng=rng, span_s=(72000, 72600))
+    azure = read_trace(TRACES / "azure-code-sample.csv", "azure", rng=rng)  # the first 30 min of the hour
+    assert len(azure) == 5740 and azure.arrival_s[0] == 0 and 1780 < azure.duration_s < 1800
+    assert np.median(azure.input_tokens) == 1459.5 and np.median(azure.output_tokens) == 13
+    moon = read_trace(TRACES / "mooncake-conversation-15min.jsonl", "mooncake", rng=rng)  # the first 15 min
+    assert len(moon) == 2728 and 890 < moon.duration_s < 900
+    assert np.median(moon.input_tokens) == 7965 and np.median(moon.output_tokens) == 360
+    serve = read_trace(TRACES / "servegen-language", "servegen", rng=rng, span_s=(72000, 72600))  # 3 clients
     assert 20 < len(serve) / 600 < 1000 and serve.duration_s < 600  # per-client rates summed, 20:00
     path = tmp_path / "t.csv"
     path.write_text("arrival_s,input_tokens,output_tokens\n2.0,10,5\n1.0,20,6\n", encoding="utf-8")
@@ -96,10 +98,10 @@ def test_shipped_scenarios_load(path: Path) -> None:
 
 
 def test_results_are_sensible_on_an_unseen_trace(tmp_path: Path) -> None:
-    """Mooncake conversation (long prompts, 343-token answers): none of the numbers were tuned on it."""
+    """Mooncake conversation, first 15 min (long prompts, ~350-token answers): none of the numbers were tuned on it."""
     path = _scenario(tmp_path, f"""spec:
-  trace: {{path: {SHARED / 'mooncake_fast25_conversation_trace.jsonl'}, format: mooncake}}
-  durationSeconds: 1200
+  trace: {{path: {TRACES / 'mooncake-conversation-15min.jsonl'}, format: mooncake}}
+  durationSeconds: 900
   fleet: {{maxConcurrency: 16, prefillTokensPerSecond: 40000, decodeSecondsPerToken: 0.02,
           loadTimeSeconds: {{distribution: fixed, value: 120}}, initialReplicas: 4}}
   slo: {{latencySeconds: 30}}
