@@ -125,11 +125,13 @@ def test_capacity_is_measured_from_saturated_ticks(tmp_path: Path) -> None:
 def test_exploration_only_with_room_and_real_use(tmp_path: Path) -> None:
     slo = slo_policy(tmp_path).slo
     assert slo is not None
-    cap = CapacityEstimate(slots=8.0)
+    cap = CapacityEstimate(slots=8.0, ticks=100)
     idle = learn_capacity(cap, slo, running=4, waiting=0, latency_s=0.2, ready=4, now=0)
     assert idle.slots == 8.0  # 1 per replica of 8: no evidence either way
-    busy = learn_capacity(cap, slo, running=16, waiting=0, latency_s=0.2, ready=4, now=0)
+    busy = learn_capacity(replace(cap, max_seen=7.0), slo, running=16, waiting=0, latency_s=0.2, ready=4, now=0)
     assert busy.slots == pytest.approx(8.08)
+    capped = learn_capacity(cap, slo, running=16, waiting=0, latency_s=0.2, ready=4, now=0)
+    assert capped.slots == 8.0  # never more than 25 % over the most ever seen running (4 per replica here)
     tight = learn_capacity(cap, slo, running=16, waiting=0, latency_s=1.5, ready=4, now=0)
     assert tight.slots == 8.0  # latency near the bound: no bet
     observed = replace(cap, origin="observed", saturated_ticks=3, last_saturated_s=-1000)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,11 @@ SHORT_HISTORY = "short-history"
 MAX_FORECAST_GROWTH = 2.0  # the forecast may raise the need to at most this multiple of the need now
 VIOLATION_STREAK = 4  # violating ticks in a row before the capacity shrinks (a minute at 15 s)
 UNHELPED = 0.7  # a violation at below this share of the load the last shrink was made at undoes it
-MIN_FACTOR = 0.5  # latency evidence alone never takes more than half of the batch away
+MIN_FACTOR = 0.5
+LARGE_LOAD = 5000.0  # above this many requests in flight, square-root staffing (see slots_for_wait)
+MAX_SLOTS = 100000.0  # the policy schema's bound on concurrencyPerReplica: nothing learned goes beyond it
+SATURATED_SAMPLES = 5
+EXPLORE_CAP = 1.25  # latency evidence alone never takes more than half of the batch away
 HELD_DECAY = 0.995
 SERVICE_SHARE = 0.5  # the batch can break an e2e bound only when service takes at least this share of it
 EXPLORE_BELOW = 0.5  # explore a higher batch limit only while latency is at most this share of the bound
@@ -103,6 +108,10 @@ class CapacityEstimate:
     violations: int = 0
     unreachable_s: float = -math.inf
     """Last time the objective failed at one request per replica: no replica count can meet it."""
+    max_seen: float = 0.0
+    """The most requests per ready replica ever seen running."""
+    saturated_samples: tuple[float, ...] = ()
+    """Requests per replica at the last few saturated ticks."""
     violation_streak: int = 0
     held_at: float = 0.0
     """The highest load per replica at which the objective held lately (decays 0.5 % a tick)."""
@@ -134,13 +143,15 @@ class CapacityEstimate:
             "lastSat": None if math.isinf(self.last_saturated_s) else self.last_saturated_s,
             "viol": self.violations,
             "held": round(self.held_at, 4),
+            "max": round(self.max_seen, 4),
+            "satSamples": [round(v, 4) for v in self.saturated_samples],
             "shrunk": self.shrunk_at,
         }
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> CapacityEstimate:
         slots, factor = float(data["slots"]), float(data["factor"])
-        if not (math.isfinite(slots) and slots > 0 and math.isfinite(factor) and 0 < factor <= 1):
+        if not (math.isfinite(slots) and 0 < slots <= MAX_SLOTS and math.isfinite(factor) and 0 < factor <= 1):
             raise ValueError(f"persisted capacity out of range: slots={slots}, factor={factor}")
         origin = str(data.get("origin", "observed"))
         if origin not in ("default", "prior", "observed"):
@@ -154,7 +165,11 @@ class CapacityEstimate:
             saturated_ticks=int(data.get("sat", 0)),
             last_saturated_s=-math.inf if last is None else float(last),
             violations=int(data.get("viol", 0)),
-            held_at=max(0.0, float(data.get("held", 0.0))),
+            held_at=min(MAX_SLOTS, max(0.0, float(data.get("held", 0.0)))),
+            max_seen=min(MAX_SLOTS, max(0.0, float(data.get("max", 0.0)))),
+            saturated_samples=tuple(min(MAX_SLOTS, max(1.0, float(v))) for v in data.get("satSamples", ()))[
+                -SATURATED_SAMPLES:
+            ],
             shrunk_at=None if data.get("shrunk") is None else float(data["shrunk"]),
         )
 
@@ -195,17 +210,26 @@ def learn_capacity(
     completions = _finite_nonneg(completions)
     if running is None or waiting is None or ready <= 0:
         return capacity
-    x = running / ready
-    cap = replace(capacity, ticks=capacity.ticks + 1)
+    if completions == 0 and running > 0:
+        latency_s = None  # nothing finished in the window: a stall or long requests, not "latency 0"
+    x = min(running / ready, MAX_SLOTS)
+    cap = replace(capacity, ticks=capacity.ticks + 1, max_seen=max(capacity.max_seen, x))
     saturated = waiting >= 1 and waiting >= SATURATED_WAITING_PER_READY * ready and running > 0
     if saturated:
-        # the first saturation replaces the prior or the lower bound; later ones refine it
-        first = cap.saturated_ticks == 0
-        slots = max(x, 1.0) if first else max(1.0, cap.slots + SLOTS_EWMA * (x - cap.slots))
+        # The batch limit is the median of the recent saturated ticks (one glitching scrape, or pods
+        # draining while they still report, moves it by one sample, not to the glitch), then refined.
+        samples = (*cap.saturated_samples, max(x, 1.0))[-SATURATED_SAMPLES:]
+        median = statistics.median(samples)
+        if cap.saturated_ticks < SATURATED_SAMPLES:
+            slots = median
+        else:
+            slots = max(1.0, cap.slots + SLOTS_EWMA * (min(median, 2 * cap.slots) - cap.slots))
         cap = replace(cap, slots=slots, origin="observed", saturated_ticks=cap.saturated_ticks + 1,
-                      last_saturated_s=now)  # fmt: skip
-    elif x > cap.slots:
-        cap = replace(cap, slots=x)  # a replica ran this many without a queue: the batch is at least this
+                      last_saturated_s=now, saturated_samples=samples)  # fmt: skip
+    elif x > cap.slots and cap.origin != "observed":
+        # A replica ran more than that without a queue: the batch is at least this. After the first
+        # minute at most +10 % a tick (a glitch must not ratchet it up); never once it was measured.
+        cap = replace(cap, slots=x if cap.ticks <= SATURATED_SAMPLES else min(x, cap.slots * 1.1))
     if latency_s is None or saturated or now - cap.last_saturated_s < LATENCY_WINDOW_S:
         return cap  # a latency that queueing explains says nothing about the batch
     if (
@@ -215,8 +239,9 @@ def learn_capacity(
     ):
         # Never saturated, the objective holds with room to spare while the replicas are in real use:
         # the batch limit is not known yet, and sizing at the most ever seen would keep it unknown. Bet
-        # a little higher each tick; the first saturation then measures the real limit.
-        cap = replace(cap, slots=cap.slots * (1.0 + EXPLORE_GROWTH))
+        # a little higher each tick (at most 25 % over the most ever seen running per replica); the
+        # first saturation then measures the real limit.
+        cap = replace(cap, slots=min(cap.slots * (1.0 + EXPLORE_GROWTH), max(cap.slots, EXPLORE_CAP * cap.max_seen)))
     if latency_s > slo.bound_s:
         if x <= 1.0:
             return replace(cap, unreachable_s=now, violations=cap.violations + 1)
@@ -354,6 +379,11 @@ def slots_for_wait(load: float, *, service_s: float, wait_s: float, percentile: 
     if load <= 0:
         return 0
     miss = 1.0 - percentile / 100.0
+    if load > LARGE_LOAD:
+        # Thousands of servers: the Erlang recursion is O(load) in Python on the event loop; the
+        # Halfin-Whitt regime's square-root staffing is what it converges to there.
+        z = NormalDist().inv_cdf(min(1 - miss, 0.999))
+        return math.ceil(load + z * math.sqrt(dispersion * load))
     c = max(1, math.floor(load) + 1)
     # Incremental Erlang B: extend the recursion as c grows (O(c) in total).
     b = 1.0
@@ -417,7 +447,8 @@ def plan_slo(
     if waiting > 0:
         offered = max(offered, load_now)
     slots_now = staff(offered)
-    need_now = math.ceil(slots_now / per_replica - 1e-9)
+    # The mean decides how far up; a scale-down also never goes below what the count in flight now needs.
+    need_now = math.ceil(max(slots_now, staff(load_now)) / per_replica - 1e-9)
 
     forecast = None
     slots = slots_now
@@ -450,6 +481,7 @@ def plan_slo(
     current = observation.spec_replicas
     hysteresis = ""
     if replicas < current:
+        replicas = min(current, max(replicas, need_now + spare))
         # Scale down only with the behavior's tolerance to spare (the HPA's dead band): a need just
         # under a replica boundary would otherwise flip a replica off and on with every tick's noise,
         # and each flip costs a model load.

@@ -44,6 +44,8 @@ __all__ = [
     "warm_start",
 ]
 
+CLOCK_SKEW_S = 60.0
+"""Persisted timestamps later than now by more than this make the memory untrusted (start fresh)."""
 MAX_LOAD_SAMPLES = 64
 """Load-time samples kept per target (the newest; a quantile of 64 is stable and cheap)."""
 
@@ -124,10 +126,20 @@ def _merge_load_times(
     return items[-MAX_LOAD_SAMPLES:]
 
 
+def _from_the_future(scaler: ScalerState, now: float) -> bool:
+    stamps = [r.timestamp_s for r in scaler.recommendations]
+    stamps += [e.timestamp_s for e in (*scaler.scale_up_events, *scaler.scale_down_events)]
+    return any(t > now + CLOCK_SKEW_S for t in stamps)
+
+
 def observe(
     reading: TargetReading, state: TargetState, policy: ScalingPolicy, now: float
 ) -> tuple[Observation, TargetState]:
     """This tick's memory update and the core's observation. The only place either is built."""
+    if _from_the_future(state.scaler, now):
+        # The clock went back (or memory was edited): windows and rate limits counted from stamps ahead
+        # of now would hold the target for that long. Start as the HPA does after a restart.
+        state = replace(state, scaler=ScalerState())
     load_times = _merge_load_times(state.load_times, reading.load_times_s)
     demand, capacity = state.demand, state.capacity
     if policy.predictive is not None:
@@ -232,6 +244,8 @@ def retarget(state: TargetState, old: ScalingPolicy, new: ScalingPolicy) -> Targ
 def expired(state: TargetState, policy: ScalingPolicy, now: float) -> bool:
     """True when persisted memory is older than the policy's windows (a long outage): restoring it
     would allow an immediate scale-down, so the caller starts fresh, as the HPA does after a restart."""
+    if _from_the_future(state.scaler, now):
+        return True  # memory from the future (a clock that ran ahead, an edited ConfigMap): not trusted
     newest = max((r.timestamp_s for r in state.scaler.recommendations), default=-math.inf)
     behavior = policy.behavior
     horizon = max(

@@ -83,7 +83,9 @@ def parse_scale(body: object, *, where: str = "") -> ScaleView:
     try:
         if not isinstance(body, dict):
             raise ValueError(f"the Scale is {type(body).__name__}, not an object")
-        meta, spec, status = body.get("metadata"), body.get("spec") or {}, body.get("status") or {}
+        # A real Scale always has a spec object (Go's omitempty never drops a struct): a missing one is
+        # garbage, not "0 replicas" (that would wake or shrink the target from nothing).
+        meta, spec, status = body.get("metadata"), body.get("spec"), body.get("status") or {}
         if not isinstance(meta, dict) or not isinstance(spec, dict) or not isinstance(status, dict):
             raise ValueError("metadata, spec and status must be objects")
         version = meta.get("resourceVersion")

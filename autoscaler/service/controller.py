@@ -30,7 +30,7 @@ from autoscaler.core.policy import Mode, ScalingPolicy
 from autoscaler.core.step import TargetReading, TargetState, acknowledge, expired, retarget, step, warm_start
 from autoscaler.service.actuator import KubeActuator, ScaleView
 from autoscaler.service.history import HistorySource
-from autoscaler.service.kube import KubeConflict, KubeError, KubeNotFound
+from autoscaler.service.kube import KubeConflict, KubeError, KubeGuardFailed, KubeNotFound
 from autoscaler.service.policies import PolicyDirectory
 from autoscaler.service.state import StateStore
 from autoscaler.service.telemetry import Telemetry
@@ -196,7 +196,7 @@ class Controller:
             return TargetState()
         if expired(state, policy, now):
             log.info("persisted state expired; starting fresh", extra={"policy": key})
-            return TargetState()
+            return TargetState(capacity=state.capacity)  # what was learned of the model still holds
         return state
 
     async def load_state(self, now: float | None = None) -> bool:
@@ -212,7 +212,12 @@ class Controller:
         for key, entry in self.entries.items():
             if key in self._persisted:
                 restored = self._restored(key, entry.policy, now)
-                entry.state = TargetState(restored.scaler, entry.state.demand, restored.load_times)
+                entry.state = TargetState(
+                    restored.scaler,
+                    entry.state.demand,
+                    restored.load_times or entry.state.load_times,
+                    restored.capacity or entry.state.capacity,  # learned knowledge, not window memory
+                )
         return True
 
     async def _persist(self) -> None:
@@ -345,6 +350,9 @@ class Controller:
                 await self.actuator.write_scale(
                     policy.namespace, policy.target, view, decision.desired_replicas, guard=self.leadership.is_leader
                 )
+            except KubeGuardFailed as exc:  # the lease lapsed while the client backed off: nothing was sent
+                return WriteOutcome.LOST_LEADERSHIP, f"lost leadership: {exc}", conflicts, reading, view, \
+                    decision, state
             except KubeConflict:
                 conflicts += 1
                 self.telemetry.scale_writes.labels(policy.namespace, policy.name, "conflict").inc()
@@ -532,4 +540,4 @@ class Controller:
 
 def _persisted_form(states: Mapping[str, TargetState]) -> dict[str, object]:
     """What the store keeps of each state (the demand history is warm-started, not persisted)."""
-    return {key: (state.scaler, state.load_times) for key, state in states.items()}
+    return {key: (state.scaler, state.load_times, state.capacity) for key, state in states.items()}

@@ -37,12 +37,21 @@ def encode_states(states: Mapping[str, TargetState]) -> str:
 
 
 def decode_states(blob: str) -> dict[str, TargetState]:
-    data = json.loads(zlib.decompress(base64.b64decode(blob)))
+    """The persisted states; an unreadable entry is reported and skipped (that target starts fresh, as
+    the HPA does after a restart), and an unreadable blob raises ``ValueError``."""
+    try:
+        data = json.loads(zlib.decompress(base64.b64decode(blob)))
+    except Exception as exc:  # corrupt base64, zlib or JSON: any of them is "unreadable"
+        raise ValueError(f"not a persisted state blob: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"persisted states are a {type(data).__name__}, not an object")
     out: dict[str, TargetState] = {}
     for key, value in data.items():
         try:
-            out[key] = TargetState.from_json(value)
-        except (KeyError, TypeError, ValueError) as exc:
+            if not isinstance(value, dict):
+                raise TypeError(f"a {type(value).__name__}, not an object")
+            out[str(key)] = TargetState.from_json(value)
+        except Exception as exc:  # hostile or corrupt values (inf counts, wrong types): start that one fresh
             log.warning("ignoring unreadable persisted state of %s: %s", key, exc)
     return out
 
