@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from kube_standin import KubeStandIn
 from service_harness import make_controller
 
@@ -64,6 +65,18 @@ spec:
 """
 
 
+SLO_POLICY = """\
+apiVersion: inference-autoscaler.io/v1alpha1
+kind: ScalingPolicy
+metadata: {name: chat, namespace: team-a}
+spec:
+  target: {apiVersion: apps/v1, kind: Deployment, name: chat-llm}
+  minReplicas: 1
+  maxReplicas: 12
+  slo: {objective: ttft, percentile: 95, seconds: 2}
+"""
+
+
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
@@ -91,7 +104,7 @@ class _FleetSignals:
 
     def for_policy(self, policy: ScalingPolicy) -> Mapping[str, MetricReading]:
         assert self.view is not None
-        return {spec.name: self.view.read(spec.source.preset or "") for spec in policy.metrics}
+        return {spec.name: self.view.read(spec.source.preset or "") for spec in policy.signals}
 
 
 class ServiceDriver:
@@ -177,8 +190,9 @@ def _run(controller: Any, fleet: FleetConfig) -> None:
              drain_s=120, progress=None)
 
 
-def test_simulator_and_service_decide_identically(tmp_path: Path) -> None:
-    (tmp_path / "chat.yaml").write_text(POLICY)
+@pytest.mark.parametrize("text", [POLICY, SLO_POLICY], ids=["ratios+predictive", "slo"])
+def test_simulator_and_service_decide_identically(tmp_path: Path, text: str) -> None:
+    (tmp_path / "chat.yaml").write_text(text)
     policy = load_policy_file(tmp_path / "chat.yaml")
     fleet = FleetConfig(max_concurrency=8, per_token_s=(0.04,) * 9, load_time=LoadTime(90.0, 90.0),
                         scheduling_delay_s=5.0, initial_replicas=2)
@@ -203,3 +217,6 @@ def test_simulator_and_service_decide_identically(tmp_path: Path) -> None:
         d.forecast is None for _, d in sim.decisions
     )
     assert sim.state.load_times, "no load time was measured: the run did not scale up"
+    if policy.slo is not None:  # the learned capacity is part of the memory both drivers keep
+        assert sim.state.capacity is not None and sim.state.capacity.ticks > 150
+        assert any(d.proposals.get("slo") for _, d in service.decisions)
