@@ -3,8 +3,8 @@
 The tests and the demo read only the slices in the repository; this script is how those slices were
 made, so that anyone with the full traces can check or redo the cut. It is not a test and nothing runs
 it automatically. The full traces are the unchanged public files described in
-``simulations/traces/README.md``; by default they are looked for in ``../shared/traces`` beside the
-checkout (the layout: ``azure2023_AzureLLMInferenceTrace_code.csv``,
+``simulations/traces/README.md``; ``--source`` names the folder that holds them (the layout:
+``azure2023_AzureLLMInferenceTrace_code.csv``,
 ``mooncake_fast25_conversation_trace.jsonl``, ``servegen/language-m-large/chunk-*-trace.csv``,
 ``licenses/Apache-2.0.txt``).
 
@@ -20,9 +20,9 @@ Every slice is a byte-for-byte copy of a contiguous run of rows (or of whole fil
 
 Usage::
 
-    python scripts/cut_trace_slices.py            # write the slices, print rows, bytes and sha256
-    python scripts/cut_trace_slices.py --check    # only compare with the files in the repository
-    python scripts/cut_trace_slices.py --source /path/to/traces --out /tmp/slices
+    python scripts/cut_trace_slices.py --source TRACES            # write the slices: rows, bytes, sha256
+    python scripts/cut_trace_slices.py --source TRACES --check    # only compare with the repository's
+    python scripts/cut_trace_slices.py --source TRACES --out /tmp/slices
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "traces"
 DEFAULT_OUT = ROOT / "simulations" / "traces"
 
 AZURE_MINUTES = 30
@@ -88,7 +87,7 @@ def rows(name: str, data: bytes) -> int | str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the full traces (default: %(default)s)")
+    parser.add_argument("--source", type=Path, required=True, help="the folder holding the full public traces")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the slices go (default: %(default)s)")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out; write nothing")
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ helpers) and of the ``Makefile``. It reports ``file:line: why`` for
 
 * a Python string literal (f-string parts and docstrings included) or, in other files, a line that is
   not a comment, naming the public traces beside the checkout or the machine's work directory: a
-  parent step followed by ``shared``, ``shared`` followed by ``traces``, or a ``work`` directory
+  parent step followed by the public traces folder's name, that name followed by its subfolder, or the work directory
   between two separators (see ``OUTSIDE`` for the exact patterns);
 * a path that climbs above the repository root: ``Path(__file__)`` with ``.parent`` chains or
   ``.parents[N]``, nested ``os.path.dirname(__file__)``, ``/ ".."`` and ``os.path.join(.., "..")`` steps,
@@ -32,8 +32,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("tests", "autoscaler", "scripts", "Makefile")
 NOT_SCANNED = {"scripts/cut_trace_slices.py"}  # maintenance: reads the full traces to cut the slices
-# written with character classes so that these patterns do not match themselves
-OUTSIDE = re.compile(r"\.\.[/\\]shared|shared[/\\]traces|[/\\]work[/\\]")
+# the outside names are assembled at run time so that this file never names them itself
+UP, SHARED, TRACES, WORK = "..", "sha" + "red", "tra" + "ces", "wo" + "rk"
+OUTSIDE = re.compile(rf"\.\.[/\\]{SHARED}|{SHARED}[/\\]{TRACES}|[/\\]{WORK}[/\\]")
 DIRNAME_0 = re.compile(r"""dirname\s+"?\$\{?0\}?"?\s*\)"?((?:/\.\.)+)""")
 CD_UP = re.compile(r"(?:^|[\s;&|(])cd\s+\.\.(?:/|\s|;|\)|$)")
 PATH_CALLS = {"Path", "pathlib.Path", "PurePath", "PosixPath", "str", "os.fspath",
@@ -193,8 +194,7 @@ def test_nothing_reads_outside_the_repository() -> None:
 
 # -- the scanner catches what it should, and only that ----------------------------------------------------
 
-UP, SHARED, WORK = "..", "shared", "work"  # assembled at run time so that this file passes its own scan
-BEFORE = ('SERVEGEN = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "servegen"'
+BEFORE = (f'SERVEGEN = Path(__file__).resolve().parent.parent.parent / "{SHARED}" / "{TRACES}" / "servegen"'
           ' / "language-m-large"\n')
 
 
@@ -205,13 +205,13 @@ def _py(relpath: str, source: str) -> list[int]:
 def test_scanner_catches_the_line_test_forecast_had() -> None:
     source = "from pathlib import Path\n\nDAY = 86400.0\n" + BEFORE
     assert _py("tests/test_forecast.py", source) == [4]
-    after = source.replace("parent.parent.parent / \"shared\" / \"traces\" / \"servegen\" / \"language-m-large\"",
+    after = source.replace(f"parent.parent.parent / \"{SHARED}\" / \"{TRACES}\" / \"servegen\" / \"language-m-large\"",
                            "parent.parent / \"simulations\" / \"traces\" / \"servegen-language\"")
     assert after != source and _py("tests/test_forecast.py", after) == []
 
 
 @pytest.mark.parametrize(("relpath", "source", "lines"), [
-    ("tests/test_x.py", 'P = Path(__file__).resolve().parents[2] / "shared" / "traces"\n', [1]),
+    ("tests/test_x.py", f'P = Path(__file__).resolve().parents[2] / "{SHARED}" / "{TRACES}"\n', [1]),
     ("tests/test_x.py", 'P = Path(__file__).resolve().parents[1] / "simulations"\n', []),
     ("tests/test_x.py", "ROOT = Path(__file__).resolve().parent.parent\nA = ROOT / 'x'\nB = ROOT.parent / 'y'\n", [3]),
     ("tests/test_x.py", "R = Path(__file__).parent.parent\nS = R\nT = S / '..' / 'y'\n", [3]),
@@ -225,8 +225,8 @@ def test_scanner_catches_the_line_test_forecast_had() -> None:
     ("tests/test_x.py", "P = Path('simulations/traces')\nQ = Path('x/../../y')\n", [2]),
     ("tests/test_x.py", f"open('/{WORK}/{SHARED}/data.csv')\n", [1]),
     ("tests/test_x.py", f"p = f'{{ROOT}}/{UP}/{SHARED}/x.jsonl'\n", [1]),
-    ("tests/test_x.py", f'"""Reads {SHARED}/traces when present."""\n', [1]),
-    ("tests/test_x.py", "# a comment about shared traces is not a read\nx = 'network/shared'\n", []),
+    ("tests/test_x.py", f'"""Reads {SHARED}/{TRACES} when present."""\n', [1]),
+    ("tests/test_x.py", f"# a comment about {SHARED} {TRACES} is not a read\nx = 'network/{SHARED}'\n", []),
 ])
 def test_scanner_on_python(relpath: str, source: str, lines: list[int]) -> None:
     assert _py(relpath, source) == lines
