@@ -21,18 +21,17 @@ Nothing from the wire is trusted as is:
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
 from autoscaler.errors import AutoscalerError
+from autoscaler.httputil import retry_after_s
 
 __all__ = [
     "KubeClient",
@@ -89,25 +88,6 @@ class KubeUnsafeWrite(KubeError):
 
 _RETRYABLE = {429, 500, 502, 503, 504}
 _TEXT_MAX = 1000  # characters of an error's reason/message kept (logs, Events)
-_DELAY_SECONDS_MAX_DIGITS = 10
-
-
-def retry_after_s(value: str, *, now_s: float | None = None) -> float | None:
-    """A ``Retry-After`` header in seconds (>= 0, uncapped), or None when it is not valid.
-
-    RFC 9110 allows ``delay-seconds`` (digits only) or an ``HTTP-date``; a date in the past is 0.
-    """
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return float(int(text)) if len(text) <= _DELAY_SECONDS_MAX_DIGITS else math.inf
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        return None
-    delay = when.timestamp() - (time.time() if now_s is None else now_s)
-    return max(0.0, delay) if math.isfinite(delay) else None
 
 
 def _header_value(name: str, value: str) -> str:
