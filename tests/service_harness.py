@@ -46,6 +46,16 @@ def policy_text(
     )
 
 
+class Flag:
+    """A leadership whose answer the test flips (e.g. from inside a request hook)."""
+
+    def __init__(self) -> None:
+        self.leading = True
+
+    def is_leader(self) -> bool:
+        return self.leading
+
+
 @dataclass
 class _Signals:
     values: Mapping[str, Mapping[str, MetricReading]]

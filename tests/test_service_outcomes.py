@@ -17,19 +17,11 @@ from pathlib import Path
 
 import pytest
 from kube_standin import KubeStandIn
-from service_harness import ScriptedSignals, make_controller, policy_text
+from service_harness import Flag, ScriptedSignals, make_controller, policy_text
 
 from autoscaler.service.controller import MAX_CONFLICT_RETRIES, OUTCOMES, WriteOutcome
 
 T0 = 1_800_000_000.0
-
-
-class Flag:
-    def __init__(self) -> None:
-        self.leading = True
-
-    def is_leader(self) -> bool:
-        return self.leading
 
 
 def events(kube: KubeStandIn) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 
 from kube_standin import KubeStandIn
-from service_harness import ScriptedSignals, make_controller, policy_text
+from service_harness import Flag, ScriptedSignals, make_controller, policy_text
 
 from autoscaler.core import ScalerState
 from autoscaler.core.model import Recommendation
@@ -28,16 +28,6 @@ from autoscaler.service.policies import PolicyDirectory
 from autoscaler.service.state import encode_states
 
 T0 = 1_800_000_000.0
-
-
-class Flag:
-    """A leadership whose answer the test flips (e.g. from inside a request hook)."""
-
-    def __init__(self) -> None:
-        self.leading = True
-
-    def is_leader(self) -> bool:
-        return self.leading
 
 
 def put_scales(kube: KubeStandIn, name: str = "chat-llm") -> list[int]:

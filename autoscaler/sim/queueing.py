@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import math
 
+from autoscaler.core.slo import erlang_c  # the one Erlang C (the core sizes SLO fleets with it)
+
 __all__ = ["erlang_c", "mmc_mean_response_s", "mmc_response_quantile_s", "mmc_response_survival"]
-
-
-def erlang_c(c: int, a: float) -> float:
-    """Probability that an arrival waits, by the numerically stable Erlang B recursion."""
-    if a >= c:
-        return 1.0
-    b = 1.0
-    for k in range(1, c + 1):
-        b = a * b / (k + a * b)
-    return c * b / (c - a * (1 - b))
 
 
 def mmc_mean_response_s(lam: float, mu: float, c: int) -> float:
