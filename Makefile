@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test demo bench lint clean
+.PHONY: install system-deps test demo bench lint fuzz clean
 
 # Re-install only when the package metadata changes; quick when already done.
 $(STAMP): pyproject.toml
@@ -36,6 +36,11 @@ lint: install
 	$(BIN)/ruff check autoscaler tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The policy loader against >= 5,000 generated hostile and mutated files, each under RLIMIT_AS 1 GiB and a
+# 10 s alarm; prints crashes, hangs, over-1-GiB and invalid-accepted counts (all must be 0).
+fuzz: install
+	$(BIN)/python scripts/fuzz_policies.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -293,7 +293,7 @@ def test_one_bad_file_never_blocks_the_good_ones(tmp_path: Path) -> None:
 
 def test_one_bad_document_does_not_block_its_siblings(tmp_path: Path) -> None:
     second = GOOD.replace("name: chat,", "name: chat2,").replace("maxReplicas: 40", "maxReplicas: 0")
-    third = GOOD.replace("name: chat,", "name: chat3,")
+    third = GOOD.replace("name: chat,", "name: chat3,").replace("name: chat-llm", "name: chat3-llm")
     path = write(tmp_path, "multi.yaml", GOOD + "---\n" + second + "---\n" + third)
     result = load_policies([path])
     assert sorted(p.name for p in result.policies) == ["chat", "chat3"]
@@ -428,7 +428,8 @@ def test_targets_are_read_as_the_hpa_reads_quantities(tmp_path: Path) -> None:
 
 
 def test_load_policy_file_names_the_choices(tmp_path: Path) -> None:
-    path = write(tmp_path, "two.yaml", GOOD + "---\n" + GOOD.replace("name: chat,", "name: chat2,"))
+    second = GOOD.replace("name: chat,", "name: chat2,").replace("name: chat-llm", "name: chat2-llm")
+    path = write(tmp_path, "two.yaml", GOOD + "---\n" + second)
     with pytest.raises(ValueError, match=r"expected exactly one ScalingPolicy, found 2 \(chat, chat2\)"):
         load_policy_file(path)
     with pytest.raises(ValueError, match=r"no policy named 'nope' \(found: chat, chat2\)"):
@@ -450,3 +451,75 @@ def test_configmap_mount_layout_skips_hidden_entries(tmp_path: Path) -> None:
 def test_missing_path_is_an_error_not_a_crash(tmp_path: Path) -> None:
     (error,) = load_policies([tmp_path / "nope"]).errors
     assert "no such file or directory" in str(error)
+
+
+# ------------------------------------------------------------------ one owner per target (issue 16, item 3)
+
+
+def test_two_policies_on_one_target_name_both_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autoscaler.cli import main
+
+    write(tmp_path, "a.yaml", GOOD)
+    write(tmp_path, "b.yaml", "# the copy\n" + GOOD.replace("name: chat,", "name: chat-copy,"))
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "already has a policy" in line]
+    assert line.startswith(f"{tmp_path / 'b.yaml'}:6: spec.target: Deployment team-a/chat-llm (apps/v1) ")
+    assert f"team-a/chat at {tmp_path / 'a.yaml'}:5" in line
+    result = load_policies([tmp_path])
+    assert [p.key for p in result.policies] == ["team-a/chat"]  # the earlier one keeps loading
+    assert [(c.policy.key, c.owner.key) for c in result.conflicts] == [("team-a/chat-copy", "team-a/chat")]
+
+
+def test_the_later_claim_by_path_is_refused_whatever_the_argument_order(tmp_path: Path) -> None:
+    a = write(tmp_path, "team-a/a.yaml", GOOD)
+    b = write(tmp_path, "b.yaml", GOOD.replace("name: chat,", "name: other,"))
+    for paths in ([a, b], [b, a]):
+        result = load_policies(paths, root=tmp_path)
+        assert [p.key for p in result.policies] == ["team-a/other"]  # b.yaml < team-a/a.yaml, folder by folder
+        assert [c.policy.key for c in result.conflicts] == ["team-a/chat"]
+
+
+def test_the_later_document_of_one_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "two.yaml", GOOD + "---\n" + GOOD.replace("name: chat,", "name: chat2,"))
+    result = load_policies([path])
+    assert [p.key for p in result.policies] == ["team-a/chat"]
+    (error,) = result.errors
+    assert str(error).startswith(f"{path}:17: spec.target: ") and f"{path}:5;" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [
+        (("apiVersion: apps/v1,", "apiVersion: apps/v1beta2,"), True),  # the version does not matter
+        (("kind: Deployment", "kind: deployment"), True),  # nor the kind's case
+        (("kind: Deployment", "kind: StatefulSet"), False),
+        (("apiVersion: apps/v1,", "apiVersion: example.com/v1,"), False),  # another group's Deployment
+        (("namespace: team-a", "namespace: team-b"), False),
+        (("name: chat-llm", "name: chat-llm-2"), False),
+    ],
+)
+def test_what_counts_as_one_target(tmp_path: Path, change: tuple[str, str], same: bool) -> None:
+    write(tmp_path, "a.yaml", GOOD)
+    write(tmp_path, "b.yaml", GOOD.replace("name: chat,", "name: chat-b,").replace(*change))
+    result = load_policies([tmp_path])
+    assert len(result.policies) == (1 if same else 2) and len(result.conflicts) == (1 if same else 0)
+
+
+def test_a_kind_with_its_group_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.yaml", GOOD.replace("kind: Deployment", "kind: apps/v1 Deployment"))
+    (error,) = load_policies([path]).errors
+    assert "spec.target.kind = apps/v1 Deployment: must be a kind such as Deployment" in str(error)
+
+
+def test_owners_keep_their_target_over_file_order(tmp_path: Path) -> None:
+    from autoscaler.policy.loader import target_identity
+
+    write(tmp_path, "a.yaml", GOOD.replace("name: chat,", "name: newcomer,"))
+    write(tmp_path, "z.yaml", GOOD)
+    plain = load_policies([tmp_path])
+    assert [p.key for p in plain.policies] == ["team-a/newcomer"]
+    owners = {target_identity(plain.policies[0]): "team-a/chat"}
+    result = load_policies([tmp_path], owners=owners)
+    assert [p.key for p in result.policies] == ["team-a/chat"]
+    assert [c.policy.key for c in result.conflicts] == ["team-a/newcomer"]

@@ -5,10 +5,22 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from autoscaler.core.policy import API_VERSION
-from autoscaler.policy.schema import Boolean, Enum, Integer, ListOf, Number, Obj, Quantity, StringMap, Text
+from autoscaler.policy.schema import (
+    INT32_MAX,
+    Boolean,
+    Enum,
+    Integer,
+    ListOf,
+    Number,
+    Obj,
+    Quantity,
+    StringMap,
+    Text,
+)
 from autoscaler.presets import PRESETS
 
 __all__ = ["DEFAULTS_DOCUMENT", "KINDS", "POLICY_DOCUMENT", "document_json_schema"]
@@ -16,6 +28,12 @@ __all__ = ["DEFAULTS_DOCUMENT", "KINDS", "POLICY_DOCUMENT", "document_json_schem
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _METRIC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+# apimachinery: a kind is CamelCase (its lower-case form a DNS-1035 label); an apiVersion is
+# ``group/version`` (the core group: ``version`` alone).
+_KIND = re.compile(r"^[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?$")
+_API_VERSION = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+)
 
 
 def _dns_label(value: str) -> str | None:
@@ -27,6 +45,19 @@ def _dns_label(value: str) -> str | None:
 def _dns_subdomain(value: str) -> str | None:
     if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
         return "must be a DNS subdomain: lower-case letters, digits, '-' and '.', at most 253 characters"
+    return None
+
+
+def _kind(value: str) -> str | None:
+    if len(value) > 63 or not _KIND.match(value):
+        return "must be a kind such as Deployment: letters and digits, at most 63 characters (the group and " \
+            "version go in apiVersion)"
+    return None
+
+
+def _api_version(value: str) -> str | None:
+    if len(value) > 253 + 64 or not _API_VERSION.match(value):
+        return "must be group/version (e.g. apps/v1), or a version alone for the core group"
     return None
 
 
@@ -52,7 +83,9 @@ _METADATA = Obj(
 _SCALING_RULE = Obj(
     fields={
         "type": Enum(choices=("Pods", "Percent")),
-        "value": Integer(minimum=1, description="Pods, or percent of the replicas at the period's start."),
+        "value": Integer(
+            minimum=1, maximum=INT32_MAX, description="Pods, or percent of the replicas at the period's start."
+        ),
         "periodSeconds": Integer(minimum=1, maximum=1800),
     },
     required=("type", "value", "periodSeconds"),
@@ -63,8 +96,10 @@ _SCALING_RULES = Obj(
     fields={
         "stabilizationWindowSeconds": Integer(minimum=0, maximum=3600),
         "selectPolicy": Enum(choices=("Max", "Min", "Disabled")),
-        "policies": ListOf(item=_SCALING_RULE, min_items=1),
-        "tolerance": Quantity(positive=False, description="Ratio band around 1 inside which nothing changes."),
+        "policies": ListOf(item=_SCALING_RULE, min_items=1, max_items=16),
+        "tolerance": Quantity(
+            positive=False, maximum=Decimal(1), description="Ratio band around 1 inside which nothing changes (0..1)."
+        ),
     },
     description="HPAScalingRules: same fields and defaults as autoscaling/v2.",
 )
@@ -87,7 +122,7 @@ _TARGET_VALUE = Obj(
         "type": Enum(choices=("AverageValue", "Value", "Utilization")),
         "averageValue": Quantity(description="Per replica: the value is a total over the target's pods."),
         "value": Quantity(description="For the whole target: the ratio multiplies the ready replicas."),
-        "averageUtilization": Integer(minimum=1, description="Percent, averaged over the target's GPUs."),
+        "averageUtilization": Integer(minimum=1, maximum=100, description="Percent, averaged over the target's GPUs."),
     },
     required=("type",),
 )
@@ -105,8 +140,11 @@ _SPEC = Obj(
     fields={
         "target": Obj(
             fields={
-                "apiVersion": Text(description="e.g. apps/v1 or serving.kserve.io/v1beta1"),
-                "kind": Text(description="Deployment, StatefulSet, InferenceService, ... (needs a scale subresource)"),
+                "apiVersion": Text(pattern_check=_api_version, description="e.g. apps/v1 or serving.kserve.io/v1beta1"),
+                "kind": Text(
+                    pattern_check=_kind,
+                    description="Deployment, StatefulSet, InferenceService, ... (needs a scale subresource)",
+                ),
                 "name": Text(pattern_check=_dns_subdomain),
             },
             required=("apiVersion", "kind", "name"),
@@ -115,11 +153,11 @@ _SPEC = Obj(
                 "remove spec.target.namespace",
             },
         ),
-        "minReplicas": Integer(minimum=0),
-        "maxReplicas": Integer(minimum=1),
+        "minReplicas": Integer(minimum=0, maximum=INT32_MAX),
+        "maxReplicas": Integer(minimum=1, maximum=INT32_MAX),
         "mode": Enum(choices=("patch", "external", "shadow")),
         "intervalSeconds": Integer(minimum=1, maximum=3600),
-        "metrics": ListOf(item=_METRIC, min_items=1),
+        "metrics": ListOf(item=_METRIC, min_items=1, max_items=64),
         "slo": Obj(
             fields={
                 "objective": Enum(
@@ -146,7 +184,9 @@ _SPEC = Obj(
                 "forecastQuantile": Number(
                     minimum=0.5, maximum=0.999, description="Upper quantile of the demand forecast (default 0.9)."
                 ),
-                "seasonality": ListOf(item=Enum(choices=("daily", "weekly")), description="Seasonal periods."),
+                "seasonality": ListOf(
+                    item=Enum(choices=("daily", "weekly")), max_items=2, description="Seasonal periods."
+                ),
                 "historyDays": Number(exclusive_minimum=0, maximum=60),
             },
             required=("objective", "percentile", "seconds"),
@@ -172,7 +212,9 @@ _SPEC = Obj(
                 "enabled": Boolean(),
                 "metric": Text(description="A metric of spec.metrics with an AverageValue target (its capacity)."),
                 "quantile": Number(minimum=0.5, maximum=0.999, description="Upper quantile kept (default 0.95)."),
-                "seasonality": ListOf(item=Enum(choices=("daily", "weekly")), description="Seasonal periods."),
+                "seasonality": ListOf(
+                    item=Enum(choices=("daily", "weekly")), max_items=2, description="Seasonal periods."
+                ),
                 "historyDays": Number(exclusive_minimum=0, maximum=60),
             },
             required=("metric",),
@@ -180,10 +222,17 @@ _SPEC = Obj(
         ),
         "warmPool": Obj(
             fields={
-                "minSpare": Integer(minimum=0, description="Replicas always kept on top of the forecast."),
-                "maxSpare": Integer(minimum=0, description="Cap on predictive headroom above the reactive proposal."),
+                "minSpare": Integer(
+                    minimum=0, maximum=INT32_MAX, description="Replicas always kept on top of the forecast."
+                ),
+                "maxSpare": Integer(
+                    minimum=0, maximum=INT32_MAX, description="Cap on predictive headroom above the reactive proposal."
+                ),
                 "placeholder": Obj(
-                    fields={"name": Text(pattern_check=_dns_subdomain), "podsPerReplica": Integer(minimum=1)},
+                    fields={
+                        "name": Text(pattern_check=_dns_subdomain),
+                        "podsPerReplica": Integer(minimum=1, maximum=1000),
+                    },
                     required=("name",),
                     description="A Deployment of low-priority pause pods holding GPU nodes (balloon pattern).",
                 ),
@@ -196,9 +245,9 @@ _SPEC = Obj(
         ),
         "fallback": Obj(
             fields={
-                "failureThreshold": Integer(minimum=0),
+                "failureThreshold": Integer(minimum=0, maximum=10000),
                 "behavior": Enum(choices=("hold", "static", "currentReplicasIfHigher", "currentReplicasIfLower")),
-                "replicas": Integer(minimum=0),
+                "replicas": Integer(minimum=0, maximum=INT32_MAX),
             },
         ),
     },

@@ -8,15 +8,24 @@
   (where known), the field path and the value.
 * One bad document never prevents loading the good ones. A policy whose defaults are broken is not
   loaded (running it without its defaults would be a different policy).
+* Hostile files cannot crash, hang or exhaust it: :mod:`.reader` bounds every file (size, nesting,
+  aliases, documents; no devices, FIFOs or links out of the policy root), the schema bounds every number
+  (replica counts are int32, as in Kubernetes), and a load reads at most :data:`MAX_FILES` files and
+  :data:`MAX_TOTAL_BYTES`. Each refusal is a ``file:line: message`` problem.
+* One owner per target: of two valid policies on one target (:func:`target_identity`), the first by
+  file path, then position in its file, is loaded and the other refused (both ``file:line`` named);
+  the service passes the running owners so that they keep their targets across reloads.
 
 :func:`load_policies` runs named steps that tests can import one by one: :func:`discover_files`,
 :func:`read_files` (documents with the line of every field), :func:`sort_documents` and
-:func:`apply_defaults` (layering), :func:`validate_policy`. Problems are :class:`PolicyProblem` values,
-never exceptions; only :func:`load_policy_file` raises (:class:`~autoscaler.errors.PolicyError`).
+:func:`apply_defaults` (layering), :func:`validate_policy`, then the owners of targets. Problems are
+:class:`PolicyProblem` values, never exceptions; only :func:`load_policy_file` raises
+(:class:`~autoscaler.errors.PolicyError`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,24 +64,34 @@ from autoscaler.core.policy import (
 from autoscaler.core.quantity import parse_quantity, parse_quantity_milli
 from autoscaler.errors import PolicyError
 from autoscaler.policy.documents import KINDS, POLICY_DOCUMENT
+from autoscaler.policy.reader import DuplicateKey, ReadRefused, compose, read_text
 from autoscaler.policy.schema import NO_VALUE, Issue, check, did_you_mean
 from autoscaler.presets import PRESETS, Aggregation
 
 __all__ = [
+    "MAX_FILES",
+    "MAX_TOTAL_BYTES",
     "LoadResult",
     "PolicyProblem",
+    "TargetConflict",
     "apply_defaults",
+    "describe_target",
     "discover_files",
     "load_policies",
     "load_policy_file",
     "policy_to_document",
     "read_files",
     "sort_documents",
+    "target_identity",
     "validate_policy",
 ]
 
 FieldPath = tuple[str | int, ...]
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_FILES = 5000
+"""Policy files read in one load (a ConfigMap holds at most 1 MiB: a few hundred policies)."""
+MAX_TOTAL_BYTES = 64 << 20
+"""Bytes read in one load, all files together (each file is at most 1 MiB: see :mod:`.reader`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +115,40 @@ class PolicyProblem:
 
 def _show(value: Any) -> str:
     if isinstance(value, dict | list):
-        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        text = yaml.safe_dump(_preview(value), default_flow_style=True, width=10_000).strip()
     elif isinstance(value, str):
-        text = value if value and value.strip() == value and not value.isdigit() else repr(value)
+        plain = value and value.strip() == value and not value.isdigit() and value.isprintable()
+        text = value[:100] if plain else repr(value[:100])
     elif value is None:
         text = "null"
     elif isinstance(value, bool):
         text = "true" if value else "false"
-    else:
+    elif isinstance(value, int | float):
         text = str(value)
+    else:
+        text = _printable(str(value))
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _preview(value: Any, depth: int = 0) -> Any:
+    """The first few items of a mapping or list, a few levels deep: enough for an 80-character message,
+    bounded whatever the size of ``value``."""
+    if isinstance(value, dict):
+        if depth >= 3:
+            return "..."
+        return {_printable(str(k))[:40]: _preview(v, depth + 1) for k, v in list(value.items())[:8]}
+    if isinstance(value, list):
+        return "..." if depth >= 3 else [_preview(v, depth + 1) for v in value[:8]]
+    if isinstance(value, str):
+        return _printable(value[:80])
+    return value if value is None or isinstance(value, bool | int | float) else _printable(str(value))
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything that could garble a terminal or split a line escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _dotted(path: FieldPath) -> str:
@@ -139,60 +182,26 @@ class _Doc:
         return PolicyProblem(self.file, self.line_of(issue.path), _dotted(issue.path), issue.value, issue.message)
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, path: FieldPath, line: int) -> None:
-        super().__init__(path, line)
-        self.path, self.line = path, line
-
-
-def _plain(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolve YAML merge keys (<<)
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
-            if key in out:
-                raise _DuplicateKey((*path, key), key_node.start_mark.line + 1)
-            out[key] = _plain(loader, value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
-
-
 def _read_documents(path: Path, shown: str) -> tuple[list[_Doc], list[PolicyProblem]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [PolicyProblem(shown, None, "", None, f"cannot read file: {exc}")]
+    """Every document of one file, with the line of each field, and the file's problem (at most one:
+    reading stops at the first). Never raises, whatever the file holds (:mod:`.reader` bounds it)."""
     docs: list[_Doc] = []
-    loader = yaml.SafeLoader(text)
-    index = 0
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            lines: dict[FieldPath, int] = {}
-            try:
-                data = _plain(loader, node, (), lines)
-            except _DuplicateKey as dup:
-                return docs, [PolicyProblem(shown, dup.line, _dotted(dup.path), NO_VALUE, "duplicate key")]
-            if data is not None:
-                docs.append(_Doc(shown, index, data, lines))
-            index += 1
+        for composed in compose(read_text(path)):
+            docs.append(_Doc(shown, composed.index, composed.data, composed.lines))
+    except DuplicateKey as dup:
+        return docs, [PolicyProblem(shown, dup.line, _dotted(dup.path), NO_VALUE, "duplicate key")]
+    except ReadRefused as refused:
+        return docs, [PolicyProblem(shown, refused.line, "", None, refused.message)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
-        message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+        message = _printable(f"invalid YAML: {problem}" + (f" ({context})" if context else ""))
         return docs, [PolicyProblem(shown, mark.line + 1 if mark else None, "", None, message)]
-    finally:
-        loader.dispose()
+    except Exception as exc:  # a defect must cost this file, never the others (nor the service)
+        message = _printable(f"internal error while reading this file: {type(exc).__name__}: {exc}")[:500]
+        return docs, [PolicyProblem(shown, None, "", None, message)]
     return docs, []
 
 
@@ -578,6 +587,15 @@ def _predictive_parts(
 # ------------------------------------------------------------------------------------------- loading
 
 
+@dataclass(frozen=True, slots=True)
+class TargetConflict:
+    """A policy refused because another one already scales its target (one target, one owner)."""
+
+    policy: ScalingPolicy
+    owner: ScalingPolicy
+    problem: PolicyProblem
+
+
 @dataclass(slots=True)
 class LoadResult:
     """Everything found under the given paths. ``by_file`` lists, per file, the policies it defined."""
@@ -588,6 +606,8 @@ class LoadResult:
     failed_files: set[str] = field(default_factory=set)
     """Files with a document that did not load, even when its error points at another file (a value
     that came from broken or conflicting defaults)."""
+    conflicts: list[TargetConflict] = field(default_factory=list)
+    """Valid policies refused because their target already has one (each also in ``errors``)."""
 
     def by_file(self) -> dict[str, list[ScalingPolicy]]:
         out: dict[str, list[ScalingPolicy]] = {name: [] for name in self.files}
@@ -604,15 +624,18 @@ class LoadResult:
 
 @dataclass(frozen=True, slots=True)
 class _Source:
-    """A file to read, the root of its defaults' scope, and whether only its PolicyDefaults count."""
+    """A file to read, the root of its defaults' scope, and whether only its PolicyDefaults count; or,
+    with ``refused``, why it is not read (reported as the file's error)."""
 
     file: Path
     scope_root: Path
     defaults_only: bool = False
+    refused: str = ""
 
 
 def _walk(root: Path) -> Iterable[Path]:
-    """YAML files below ``root``, sorted, skipping hidden entries (a ConfigMap's ``..data`` etc.)."""
+    """YAML files below ``root``, sorted, skipping hidden entries (a ConfigMap's ``..data`` etc.).
+    Symbolic links to folders are not followed; links to files are listed (and checked when read)."""
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
@@ -622,9 +645,32 @@ def _walk(root: Path) -> Iterable[Path]:
 
 def _display(path: Path) -> str:
     try:
-        return str(path.relative_to(Path.cwd()))
+        shown = str(path.relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        shown = str(path)
+    return _printable(shown)  # a file name with a newline or an escape must not garble the report
+
+
+def _real(path: Path) -> Path:
+    """``path`` with every link resolved; never raises (a link loop stays a path, which fails to open)."""
+    return Path(os.path.realpath(path))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _checked(source: _Source) -> _Source:
+    """Refuse a file whose links lead out of its scope root (e.g. to ``/etc/shadow`` or ``/dev/zero``).
+    A ConfigMap's ``..data`` links stay inside the mounted folder, so they are fine."""
+    if source.refused or _inside(_real(source.file), source.scope_root):
+        return source
+    return _Source(
+        source.file,
+        source.scope_root,
+        source.defaults_only,
+        f"not read: a link out of the policy root {source.scope_root} (to {_printable(str(_real(source.file)))})",
+    )
 
 
 def discover_files(
@@ -635,33 +681,46 @@ def discover_files(
     A directory given is its own scope root, a single file's is its folder, unless ``root`` is given:
     then every scope root is ``root``, and the YAML files in the folders from ``root`` down to each
     path are read too, for their PolicyDefaults only.
+
+    Files that are links out of their scope root, and files beyond the first :data:`MAX_FILES`, are
+    listed with the reason they are not read (their file then has an error, like a file that does not
+    parse: the service keeps its last good version).
     """
-    scope = Path(root).resolve() if root is not None else None
+    scope = _real(Path(root)) if root is not None else None
     wanted: list[_Source] = []
     problems: list[PolicyProblem] = []
     for given in paths:
         path = Path(given)
         if not path.exists():
-            problems.append(PolicyProblem(str(given), None, "", None, "no such file or directory"))
+            problems.append(PolicyProblem(_printable(str(given)), None, "", None, "no such file or directory"))
             continue
-        if scope is not None and scope != path.resolve() and scope not in path.resolve().parents:
-            problems.append(PolicyProblem(str(given), None, "", None, f"is not inside the policy root {root}"))
+        if scope is not None and not _inside(_real(path), scope):
+            problems.append(
+                PolicyProblem(_printable(str(given)), None, "", None, f"is not inside the policy root {root}")
+            )
             continue
         files = list(_walk(path)) if path.is_dir() else [path]
-        base = scope or (path if path.is_dir() else path.parent).resolve()
-        wanted.extend(_Source(file, base) for file in files)
+        base = scope or _real(path if path.is_dir() else path.parent)
+        wanted.extend(_checked(_Source(file, base)) for file in files)
+    if len(wanted) > MAX_FILES:
+        reason = f"not read: more than {MAX_FILES} policy files in one load"
+        wanted[MAX_FILES:] = [_Source(s.file, s.scope_root, s.defaults_only, reason) for s in wanted[MAX_FILES:]]
     if scope is None:
         return wanted, problems
-    chosen = {source.file.resolve() for source in wanted}
+    chosen = {_real(source.file) for source in wanted}
     folders = {scope}
     for source in wanted:
-        folders.update(d for d in source.file.resolve().parents if scope in d.parents)
+        folders.update(d for d in _real(source.file).parents if scope in d.parents)
     above: list[_Source] = []
     for folder in sorted(folders):
-        for file in sorted(folder.iterdir()):
-            yaml_file = file.is_file() and file.name.endswith(YAML_SUFFIXES) and not file.name.startswith(".")
-            if yaml_file and file.resolve() not in chosen:
-                above.append(_Source(file, scope, defaults_only=True))
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for file in entries:
+            yaml_file = file.name.endswith(YAML_SUFFIXES) and not file.name.startswith(".") and file.is_file()
+            if yaml_file and _real(file) not in chosen:
+                above.append(_checked(_Source(file, scope, defaults_only=True)))
     return wanted + above, problems
 
 
@@ -669,12 +728,24 @@ def read_files(sources: Sequence[_Source], result: LoadResult) -> list[_Doc]:
     """Step 2, reading: every document of every source, with its lines, its folder and scope root.
 
     Files read for their defaults only contribute their PolicyDefaults and are not listed in
-    ``result.files``; their read errors are reported all the same.
+    ``result.files``; their read errors are reported all the same. Reading stops at
+    :data:`MAX_TOTAL_BYTES` (the files not read are reported).
     """
     docs: list[_Doc] = []
+    total = 0
     for source in sources:
         shown = _display(source.file)
-        found, problems = _read_documents(source.file, shown)
+        refused = source.refused
+        if not refused:
+            with contextlib.suppress(OSError):  # reported when read
+                total += os.stat(source.file).st_size
+            if total > MAX_TOTAL_BYTES:
+                refused = f"not read: the policy files of one load exceed {MAX_TOTAL_BYTES >> 20} MiB in total"
+        found: list[_Doc] = []
+        if refused:
+            problems = [PolicyProblem(shown, None, "", None, refused)]
+        else:
+            found, problems = _read_documents(source.file, shown)
         result.errors.extend(problems)
         if source.defaults_only:
             found = [d for d in found if isinstance(d.data, dict) and d.data.get("kind") == "PolicyDefaults"]
@@ -682,7 +753,7 @@ def read_files(sources: Sequence[_Source], result: LoadResult) -> list[_Doc]:
             result.files.append(shown)
         for doc in found:
             doc.root = source.scope_root
-            doc.directory = source.file.parent.resolve()
+            doc.directory = _real(source.file.parent)
             docs.append(doc)
     return docs
 
@@ -701,8 +772,8 @@ def sort_documents(docs: Sequence[_Doc], problems: list[PolicyProblem]) -> tuple
             problems.append(doc.error(Issue((), doc.data, "a document must be a mapping with apiVersion and kind")))
             continue
         kind = doc.data.get("kind")
-        if kind not in KINDS:
-            hint = did_you_mean(str(kind), list(KINDS))
+        if not isinstance(kind, str) or kind not in KINDS:
+            hint = did_you_mean(kind, list(KINDS)) if isinstance(kind, str) else ""
             problems.append(doc.error(Issue(("kind",), kind, f"must be one of {', '.join(KINDS)}{hint}")))
             continue
         if doc.data.get("apiVersion") != API_VERSION:
@@ -778,43 +849,122 @@ def validate_policy(layered: _Layered) -> ScalingPolicy | list[PolicyProblem]:
     return problems
 
 
-def load_policies(paths: Sequence[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None) -> LoadResult:
+TargetKey = tuple[str, str, str, str]
+
+
+def target_identity(policy: ScalingPolicy) -> TargetKey:
+    """What makes two policies' targets the same object: namespace, API group, kind and name. The
+    version is not part of it (``apps/v1`` and ``apps/v1beta2`` name one Deployment), nor the case of
+    the kind; this is how the service matches an HPA's ``scaleTargetRef`` too (group, kind, name)."""
+    api_version = policy.target.api_version
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    return (policy.namespace, group.lower(), policy.target.kind.lower(), policy.target.name)
+
+
+def describe_target(policy: ScalingPolicy) -> str:
+    return f"{policy.target.kind} {policy.namespace}/{policy.target.name} ({policy.target.api_version})"
+
+
+def _file_order(file: str, index: int) -> tuple[tuple[str, ...], int]:
+    """The one order in which claims on a target are settled: by file path (folder by folder), then by
+    position in the file. It does not depend on the order the paths were given in or listed by the OS."""
+    return Path(file).parts, index
+
+
+def _settle_owners(
+    claims: Sequence[tuple[_Doc, ScalingPolicy]], owners: Mapping[TargetKey, str], result: LoadResult
+) -> set[int]:
+    """One owner per target. The policy that ``owners`` names for a target (the one running, in the
+    service) keeps it; otherwise the first in :func:`_file_order`. Every other claimant is refused with
+    an error naming both ``file:line``. Returns the ``id`` of the refused policies."""
+    by_target: dict[TargetKey, list[tuple[_Doc, ScalingPolicy]]] = {}
+    for doc, policy in claims:
+        by_target.setdefault(target_identity(policy), []).append((doc, policy))
+    refused: set[int] = set()
+    for target, claimants in by_target.items():
+        if len(claimants) < 2:
+            continue
+        incumbent = owners.get(target)
+        claimants.sort(key=lambda c: (c[1].key != incumbent, _file_order(c[0].file, c[0].index)))
+        owner_doc, owner = claimants[0]
+        owner_at = f"{owner_doc.file}:{owner_doc.line_of(('spec', 'target'))}"
+        for doc, policy in claimants[1:]:
+            message = (
+                f"{describe_target(policy)} already has a policy: {owner.key} at {owner_at}; a target has one "
+                "owner (two would fight over its replicas), so this policy is not loaded: retarget or remove one"
+            )
+            problem = doc.error(Issue(("spec", "target"), NO_VALUE, message))
+            result.errors.append(problem)
+            result.conflicts.append(TargetConflict(policy, owner, problem))
+            refused.add(id(policy))
+    return refused
+
+
+def load_policies(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    owners: Mapping[TargetKey, str] | None = None,
+) -> LoadResult:
     """Load every policy under ``paths`` (files or directories). Never raises for bad input.
 
     A directory given is the root of its defaults' scopes, and a single file's scope root is its own
     folder, unless ``root`` (a policy tree's root) is given: then every path's scope root is ``root``
     and the PolicyDefaults in the folders from ``root`` down to each path are layered in too, exactly
     as when the whole tree is loaded.
+
+    Two valid policies on one target (:func:`target_identity`): the first by file path, then position
+    in the file, is loaded, the other refused (an error and a :class:`TargetConflict`); ``owners`` (target
+    -> policy key) overrides that order for a target, so that a running policy keeps its target when a
+    new file claims it.
     """
     result = LoadResult()
     sources, problems = discover_files(paths, root=root)
     result.errors.extend(problems)
     layers, candidates = sort_documents(read_files(sources, result), result.errors)
     seen: dict[str, str] = {}
+    claims: list[tuple[_Doc, ScalingPolicy]] = []
     for doc in candidates:
-        # Check the document's own fields first (nothing required yet: defaults may supply it).
-        issues = check(POLICY_DOCUMENT.optional(), doc.data)
-        if issues:
-            result.errors.extend(doc.error(issue) for issue in issues)
+        try:
+            policy = _validated(doc, layers, result)
+        except Exception as exc:  # a defect must cost this document, never the others (nor the service)
+            message = f"internal error while validating this document: {type(exc).__name__}: {exc}"
+            result.errors.append(PolicyProblem(doc.file, doc.line, "", None, _printable(message)[:500]))
             continue
-        layered = apply_defaults(doc, layers)
-        if isinstance(layered, list):
-            result.errors.extend(layered)
-            continue
-        policy = validate_policy(layered)
-        if isinstance(policy, list):
-            result.errors.extend(policy)
-            result.failed_files.add(doc.file)  # the error may point at the defaults; the policy is here
+        if policy is None:
             continue
         if policy.key in seen:
             message = f"duplicate policy {policy.key} (first defined at {seen[policy.key]})"
             result.errors.append(PolicyProblem(doc.file, doc.line, "metadata.name", policy.name, message))
             continue
         seen[policy.key] = policy.source
-        result.policies.append(policy)
+        claims.append((doc, policy))
+    refused = _settle_owners(claims, owners or {}, result)
+    result.policies.extend(policy for _, policy in claims if id(policy) not in refused)
     result.failed_files.update(error.file for error in result.errors)
     result.errors.sort(key=lambda e: (e.file, e.line or 0))
     return result
+
+
+_OWN_FIELDS = POLICY_DOCUMENT.optional()
+
+
+def _validated(doc: _Doc, layers: Sequence[_Layer], result: LoadResult) -> ScalingPolicy | None:
+    # Check the document's own fields first (nothing required yet: defaults may supply it).
+    issues = check(_OWN_FIELDS, doc.data)
+    if issues:
+        result.errors.extend(doc.error(issue) for issue in issues)
+        return None
+    layered = apply_defaults(doc, layers)
+    if isinstance(layered, list):
+        result.errors.extend(layered)
+        return None
+    policy = validate_policy(layered)
+    if isinstance(policy, list):
+        result.errors.extend(policy)
+        result.failed_files.add(doc.file)  # the error may point at the defaults; the policy is here
+        return None
+    return policy
 
 
 def load_policy_file(

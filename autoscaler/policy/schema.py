@@ -8,15 +8,19 @@ live in the loader, which builds the typed model.
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from autoscaler.core.quantity import QuantityError, parse_quantity
 
 __all__ = [
+    "INT32_MAX",
+    "MAX_TEXT_CHARS",
     "NO_VALUE",
     "Boolean",
     "Enum",
@@ -31,9 +35,16 @@ __all__ = [
     "Text",
     "check",
     "json_schema",
+    "parse_bounded_quantity",
 ]
 
 Path = tuple[str | int, ...]
+
+INT32_MAX = 2**31 - 1
+"""Kubernetes' bound on every replica count (``int32`` in the scale subresource and the HPA)."""
+MAX_TEXT_CHARS = 16384
+"""No string field needs more (a PromQL template is the longest); DNS names are checked tighter."""
+_MAX_QUANTITY_CHARS = 64
 
 
 class _NoValue:
@@ -91,6 +102,7 @@ class Text(Field):
     description: str = ""
     pattern_check: Callable[[str], str | None] | None = None
     pattern: str | None = None
+    max_length: int = MAX_TEXT_CHARS
 
     def check(self, value: Any, path: Path, out: list[Issue]) -> None:
         if not isinstance(value, str):
@@ -98,11 +110,13 @@ class Text(Field):
             return
         if not value:
             out.append(Issue(path, value, "must not be empty"))
+        elif len(value) > self.max_length:
+            out.append(Issue(path, value, f"must be at most {self.max_length} characters (has {len(value)})"))
         elif self.pattern_check is not None and (problem := self.pattern_check(value)):
             out.append(Issue(path, value, problem))
 
     def schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "string", "minLength": 1}
+        schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": self.max_length}
         if self.pattern:
             schema["pattern"] = self.pattern
         return self._describe(schema)
@@ -129,8 +143,8 @@ class Enum(Field):
     where_listed: str = ""
 
     def check(self, value: Any, path: Path, out: list[Issue]) -> None:
-        if value not in self.choices or not isinstance(value, str):
-            hint = _did_you_mean(str(value), self.choices)
+        if not isinstance(value, str) or value not in self.choices:
+            hint = _did_you_mean(value, self.choices) if isinstance(value, str) else ""
             if self.what:
                 listed = f"; {self.where_listed}" if self.where_listed else ""
                 out.append(Issue(path, value, f"unknown {self.what}{hint}{listed}"))
@@ -143,8 +157,10 @@ class Enum(Field):
 
 @dataclass
 class Integer(Field):
+    """An integer; every one has a bound (``int32`` unless a tighter one is given), as in Kubernetes."""
+
     minimum: int | None = None
-    maximum: int | None = None
+    maximum: int | None = INT32_MAX
     description: str = ""
 
     def check(self, value: Any, path: Path, out: list[Issue]) -> None:
@@ -173,9 +189,13 @@ class Number(Field):
     description: str = ""
 
     def check(self, value: Any, path: Path, out: list[Issue]) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             out.append(Issue(path, value, "must be a finite number"))
             return
+        if isinstance(value, float) and not math.isfinite(value):
+            out.append(Issue(path, value, "must be a finite number"))
+            return
+        # Compared as written: a huge integer is never turned into a float (which would overflow).
         if self.exclusive_minimum is not None and value <= self.exclusive_minimum:
             out.append(Issue(path, value, f"must be > {self.exclusive_minimum:g}"))
         if self.minimum is not None and value < self.minimum:
@@ -196,53 +216,102 @@ class Number(Field):
 
 @dataclass
 class Quantity(Field):
-    """A Kubernetes quantity: a number, or a string such as ``"500m"``, ``"2k"``, ``"0.05"``."""
+    """A Kubernetes quantity: a number, or a string such as ``"500m"``, ``"2k"``, ``"0.05"``.
+
+    ``maximum`` bounds it (inclusive; by default 1e15, far above any per-replica rate, count or byte
+    size a target is stated in); ``positive`` requires > 0, else >= 0."""
 
     positive: bool = True
+    maximum: Decimal | None = Decimal("1e15")
     description: str = ""
 
     def check(self, value: Any, path: Path, out: list[Issue]) -> None:
-        try:
-            amount = parse_quantity(value)
-        except (QuantityError, TypeError):
+        amount = parse_bounded_quantity(value)
+        if amount is None:
             out.append(Issue(path, value, "must be a number or a quantity string such as 500m, 2k, 0.05"))
             return
         if self.positive and amount <= 0:
             out.append(Issue(path, value, "must be > 0"))
         elif amount < 0:
             out.append(Issue(path, value, "must be >= 0"))
+        elif self.maximum is not None and amount > self.maximum:
+            out.append(Issue(path, value, f"must be <= {_plain_number(self.maximum)}"))
+        elif not amount.is_finite():
+            out.append(Issue(path, value, "must be finite"))
 
     def schema(self) -> dict[str, Any]:
+        number: dict[str, Any] = {"type": "number"}
+        if self.maximum is not None:
+            number["maximum"] = float(self.maximum)
         return self._describe(
             {
                 "anyOf": [
-                    {"type": "number"},
-                    {"type": "string", "pattern": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$"},
+                    number,
+                    {
+                        "type": "string",
+                        "maxLength": _MAX_QUANTITY_CHARS,
+                        "pattern": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$",
+                    },
                 ]
             }
         )
 
 
+def _plain_number(value: Decimal) -> str:
+    return f"{value:f}" if value == value.to_integral_value() and abs(value) < 10**16 else f"{value:g}"
+
+
+def parse_bounded_quantity(value: Any) -> Decimal | None:
+    """The quantity ``value`` is, exactly, or None when it is not one. Never raises, whatever the input
+    (an empty field, a mapping, a 5000-digit exponent). A result can be huge (``"1e999999"`` is
+    1E+999999, and ``"1e1000000"``, beyond Decimal's range, is Infinity): callers compare it with their
+    bounds before anything turns it into a float or an int."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, str) and len(value) > _MAX_QUANTITY_CHARS:
+        return None
+    try:
+        return parse_quantity(value)
+    except decimal.Overflow:
+        negative = isinstance(value, str) and value.strip().startswith("-")
+        return Decimal("-Infinity") if negative else Decimal("Infinity")
+    except (QuantityError, TypeError, ValueError, ArithmeticError):
+        return None
+
+
 @dataclass
 class StringMap(Field):
     description: str = ""
+    max_entries: int = 128
 
     def check(self, value: Any, path: Path, out: list[Issue]) -> None:
         if not isinstance(value, dict):
             out.append(Issue(path, value, f"must be a mapping of strings, not a {_type_name(value)}"))
             return
+        if len(value) > self.max_entries:
+            out.append(Issue(path, NO_VALUE, f"must have at most {self.max_entries} entries (has {len(value)})"))
+            return
         for key, item in value.items():
             if not isinstance(item, str):
                 out.append(Issue((*path, str(key)), item, f"must be a string, not a {_type_name(item)} (quote it)"))
+            elif len(item) > MAX_TEXT_CHARS:
+                out.append(Issue((*path, str(key)), item, f"must be at most {MAX_TEXT_CHARS} characters"))
 
     def schema(self) -> dict[str, Any]:
-        return self._describe({"type": "object", "additionalProperties": {"type": "string"}})
+        return self._describe(
+            {
+                "type": "object",
+                "maxProperties": self.max_entries,
+                "additionalProperties": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+            }
+        )
 
 
 @dataclass
 class ListOf(Field):
     item: Field = field(default_factory=Field)
     min_items: int = 0
+    max_items: int = 64
     description: str = ""
 
     def check(self, value: Any, path: Path, out: list[Issue]) -> None:
@@ -251,11 +320,14 @@ class ListOf(Field):
             return
         if len(value) < self.min_items:
             out.append(Issue(path, value, f"must have at least {self.min_items} item(s)"))
+        if len(value) > self.max_items:
+            out.append(Issue(path, NO_VALUE, f"must have at most {self.max_items} item(s) (has {len(value)})"))
+            return
         for index, item in enumerate(value):
             self.item.check(item, (*path, index), out)
 
     def schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "array", "items": self.item.schema()}
+        schema: dict[str, Any] = {"type": "array", "items": self.item.schema(), "maxItems": self.max_items}
         if self.min_items:
             schema["minItems"] = self.min_items
         return self._describe(schema)

@@ -4,7 +4,9 @@ target's scale and ready pods, call the pure core, and act according to the poli
 * ``patch``: the leader writes the scale subresource with the resourceVersion it read; on a 409 it
   re-reads and re-decides (from the same input state, since ``decide`` is pure), at most 3 times.
   The core's scale event is kept only when the write succeeded. It refuses to patch a target that an
-  HPA also manages, and says so in an Event, so two controllers never fight over one target.
+  HPA also manages, and says so in an Event, so two controllers never fight over one target; likewise a
+  policy whose target another policy already scales is refused (not run at all), reported at its
+  interval with a Warning ``TargetConflict`` Event, a counter and a record (:class:`WriteOutcome`).
 * ``shadow``: decides and reports (Events when it would scale, logs, metrics), never writes.
 * ``external``: publishes the decision (see :attr:`Controller.published`) for the external-metrics
   API; never writes.
@@ -31,7 +33,7 @@ from autoscaler.core.step import TargetReading, TargetState, acknowledge, expire
 from autoscaler.service.actuator import KubeActuator, ScaleView
 from autoscaler.service.history import HistorySource
 from autoscaler.service.kube import KubeConflict, KubeError, KubeGuardFailed, KubeNotFound
-from autoscaler.service.policies import PolicyDirectory
+from autoscaler.service.policies import PolicyDirectory, TargetConflict
 from autoscaler.service.state import StateStore
 from autoscaler.service.telemetry import Telemetry
 from autoscaler.signals.coverage import covered
@@ -82,6 +84,7 @@ class WriteOutcome(str, Enum):
     REREAD_FAILED = "reread-failed"
     FAILED = "failed"
     LOST_LEADERSHIP = "lost-leadership"
+    TARGET_OWNED = "target-owned"  # another policy scales the target: this one is refused, never runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ OUTCOMES: Mapping[WriteOutcome, OutcomeReport] = {
     WriteOutcome.REREAD_FAILED: OutcomeReport("Warning", "FailedRescale", "error", False),
     WriteOutcome.FAILED: OutcomeReport("Warning", "FailedRescale", "error", False),
     WriteOutcome.LOST_LEADERSHIP: OutcomeReport(None, "", None, False),  # a leader no more sends nothing
+    WriteOutcome.TARGET_OWNED: OutcomeReport("Warning", "TargetConflict", None, True),
 }
 
 
@@ -118,6 +122,14 @@ class TickRecord:
     outcome: WriteOutcome = WriteOutcome.NONE
     state: TargetState | None = None
     """The target's memory after this tick (what the next tick starts from)."""
+
+
+@dataclass(slots=True)
+class _Refusal:
+    """A policy refused because its target has another policy: reported at its interval, never run."""
+
+    conflict: TargetConflict
+    next_due: float
 
 
 @dataclass(slots=True)
@@ -152,6 +164,7 @@ class Controller:
         self.settings = settings
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
+        self.refusals: dict[str, _Refusal] = {}
         self.published: dict[str, Published] = {}
         self._persisted: dict[str, TargetState] = {}
         self._was_leader = False
@@ -161,10 +174,18 @@ class Controller:
 
     # ------------------------------------------------------------------ policies and state
 
-    def _sync_policies(self, now: float) -> None:
-        result = self.policy_source.reload()
+    async def _sync_policies(self, now: float) -> None:
+        # Scanning and parsing files takes time (thousands of files, a 1 MiB file): never on the loop,
+        # where it would delay the lease renewal, the probes and the metrics API.
+        result = await asyncio.to_thread(self.policy_source.reload)
         if not result.changed and self.entries:
             return
+        refusals: dict[str, _Refusal] = {}
+        for conflict in result.conflicts:
+            before = self.refusals.get(conflict.policy.key)
+            same = before is not None and before.conflict == conflict
+            refusals[conflict.policy.key] = _Refusal(conflict, before.next_due if same and before else now)
+        self.refusals = refusals
         wanted = {p.key: p for p in result.policies}
         for key in list(self.entries):
             if key not in wanted:
@@ -238,10 +259,11 @@ class Controller:
         if leader and (not self._was_leader or not self._state_loaded):
             self._state_loaded = await self.load_state(now)
         self._was_leader = leader
-        self._sync_policies(now)
+        await self._sync_policies(now)
+        refused = await self._report_refusals(now, leader)
         due = [e for e in self.entries.values() if e.next_due <= now]
         if not due:
-            return []
+            return refused
         policies = [e.policy for e in due]
         read_started = time.perf_counter()
         try:
@@ -278,7 +300,32 @@ class Controller:
             except KubeError as exc:
                 log.warning("state not persisted: %s", exc)
         self.telemetry.tick_seconds.observe(time.perf_counter() - started)
-        return list(records)
+        return refused + list(records)
+
+    async def _report_refusals(self, now: float, leader: bool) -> list[TickRecord]:
+        """Each refused policy, at its interval: a Warning Event on the target it claims (from the
+        leader), a counter, a log line and a record, as for a target an HPA manages."""
+        records = []
+        report = OUTCOMES[WriteOutcome.TARGET_OWNED]
+        for refusal in self.refusals.values():
+            if refusal.next_due > now:
+                continue
+            policy, owner = refusal.conflict.policy, refusal.conflict.owner
+            refusal.next_due = max(refusal.next_due + policy.interval_s, now + 0.001)
+            error = (
+                f"refusing to act on {policy.target.kind}/{policy.target.name}: policy {owner.key} ({owner.source}) "
+                f"already scales it"
+            )
+            self.telemetry.target_conflicts.labels(policy.namespace, policy.name).inc()
+            if leader and report.event_type is not None:
+                message = f"{error}; one target, one policy: retarget or remove this policy ({policy.source})"
+                await self._event(policy, report.event_type, report.event_reason, message, "")
+            log.warning(
+                "policy refused",
+                extra={"policy": policy.key, "outcome": WriteOutcome.TARGET_OWNED.value, "error": error},
+            )
+            records.append(TickRecord(policy.key, now, None, None, error=error, outcome=WriteOutcome.TARGET_OWNED))
+        return records
 
     async def _read(
         self, entry: _Entry, readings: Mapping[str, MetricReading]

@@ -146,6 +146,12 @@ class Telemetry:
         self.leader = Gauge("inference_autoscaler_leader", "1 while this replica holds the lease.", registry=r)
         self.policies = Gauge("inference_autoscaler_policies", "Policies loaded.", registry=r)
         self.policy_errors = Gauge("inference_autoscaler_policy_errors", "Errors in the policy files.", registry=r)
+        self.target_conflicts = Counter(
+            "inference_autoscaler_target_conflicts",
+            "Reports of a policy refused because another policy already scales its target.",
+            ("namespace", "policy"),
+            registry=r,
+        )
 
     def forget(self, policy: Any) -> None:
         """Drop a removed (or retargeted) policy's series, so nothing keeps acting on a stale gauge."""
