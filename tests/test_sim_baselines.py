@@ -174,6 +174,7 @@ def _constant_trace(rate_per_s: float = 2.0, duration_s: float = 1000.0, out_tok
     return Trace(arrivals, np.zeros(len(arrivals)), np.full(len(arrivals), out_tokens), "constant")
 
 
+HEADER = "apiVersion: inference-autoscaler.io/v1alpha1\n"
 FLEET = FleetConfig(max_concurrency=8, per_token_s=(1.0,) * 9, prefill_tokens_per_s=math.inf,
                     load_time=LoadTime(100.0, 100.0), scheduling_delay_s=0.0, initial_replicas=1)
 
@@ -264,18 +265,45 @@ def test_no_wait_is_the_old_oracle(tmp_path: Path) -> None:
     old = load_baseline(BASELINES / "oracle.yaml")
     assert (shipped.name, shipped.algorithm) == (old.name, old.algorithm) == ("no-wait", "no-wait")
     path = tmp_path / "mine.yaml"
-    path.write_text("kind: SimulationBaseline\nmetadata: {name: mine}\nspec: {algorithm: oracle}\n")
+    path.write_text(HEADER + "kind: SimulationBaseline\nmetadata: {name: mine}\nspec: {algorithm: oracle}\n")
     assert load_baseline(path).algorithm == "no-wait"
     controller = build_controller(load_baseline(path), _constant_trace(), FLEET, 60.0)
     assert isinstance(controller, NoWaitController) and controller.tick(_view(0.0, 0, 1))[1] == "no-wait"
-    path.write_text("kind: SimulationBaseline\nspec: {algorithm: kpa, minReplicas: 0}\n")
+    path.write_text(HEADER + "kind: SimulationBaseline\nspec: {algorithm: kpa, minReplicas: 0}\n")
     with pytest.raises(ScenarioError, match="minReplicas = 0: must be >= 1"):
         load_baseline(path)
-    path.write_text("kind: SimulationBaseline\nspec: {algorithm: ray-serve, minReplicas: 0}\n")
+    path.write_text(HEADER + "kind: SimulationBaseline\nspec: {algorithm: ray-serve, minReplicas: 0}\n")
     assert load_baseline(path).min_replicas == 0  # Ray Serve scales to zero
-    path.write_text("kind: SimulationBaseline\nspec: {algorithm: ray-serve, parameters: {controlLoopSeconds: 0}}\n")
+    path.write_text(HEADER + "kind: SimulationBaseline\nspec: {algorithm: ray-serve, parameters: {controlLoopSeconds: 0}}\n")
     with pytest.raises(ScenarioError, match=r"spec\.parameters\.controlLoopSeconds = 0: must be > 0"):
         load_baseline(path)
+
+
+def test_baseline_parameters_are_checked_per_algorithm(tmp_path: Path) -> None:
+    """A typo in a baseline's parameter used to be ignored silently (the default ran instead)."""
+    path = tmp_path / "b.yaml"
+    path.write_text(HEADER + "kind: SimulationBaseline\nspec:\n  algorithm: kpa\n"
+                    "  parameters: {stableWindowSecond: 30, upscaleDelaySeconds: 5}\n")
+    with pytest.raises(ScenarioError) as info:
+        load_baseline(path)
+    text = str(info.value)
+    assert "b.yaml:5: spec.parameters.stableWindowSecond = 30: unknown field (did you mean 'stableWindowSeconds'?)" in text
+    assert "spec.parameters.upscaleDelaySeconds = 5: unknown field" in text  # a Ray Serve key on a KPA
+    path.write_text(HEADER + "kind: SimulationBaseline\nspec: {algorithm: kpa, parameters: "
+                    "{targetConcurrency: 10, targetUtilization: 0.5}}\n")
+    with pytest.raises(ScenarioError, match="set targetConcurrency or targetUtilization, not both"):
+        load_baseline(path)
+    path.write_text("kind: SimulationBaseline\nspec: {algorithm: kpa}\n")
+    with pytest.raises(ScenarioError, match=r"b\.yaml:1: apiVersion: is required"):
+        load_baseline(path)
+    # absent parameters take the simulator's own defaults: Knative's and Ray Serve's
+    path.write_text(HEADER + "kind: SimulationBaseline\nspec: {algorithm: ray-serve}\n")
+    ray = build_controller(load_baseline(path), _constant_trace(), FLEET, 60.0)
+    assert isinstance(ray, RayServeController) and ray.config == RayServeConfig(max_ongoing_requests=FLEET.max_concurrency)
+    path.write_text(HEADER + "kind: SimulationBaseline\nspec: {algorithm: kpa}\n")
+    kpa = build_controller(load_baseline(path), _constant_trace(), FLEET, 60.0)
+    assert isinstance(kpa, KpaController)
+    assert kpa.config == KpaConfig(target_concurrency=FLEET.max_concurrency * 0.7)
 
 
 def test_gpu_hours_floor_by_hand() -> None:
@@ -327,7 +355,7 @@ def test_warm_start_scenario_key(tmp_path: Path) -> None:
     assert not load_scenario(_scenario(tmp_path, body + "  warmStart: false\n")).warm_start
     scenario = load_scenario(_scenario(tmp_path, body + "  warmStart: {windowSeconds: 120}\n"))
     assert (scenario.warm_start, scenario.warm_window_s) == (True, 120.0)
-    with pytest.raises(ScenarioError, match=r"spec\.warmStart = 'yes'"):
+    with pytest.raises(ScenarioError, match=r"s\.yaml:7: spec\.warmStart = yes: must be true, false or \{windowSeconds: N\}"):
         load_scenario(_scenario(tmp_path, body + "  warmStart: 'yes'\n"))
 
 

@@ -1,4 +1,5 @@
-"""``inference-autoscaler schema``: print the JSON Schema of policy files (for yaml-language-server)."""
+"""``inference-autoscaler schema``: print the JSON Schema of policy files (for yaml-language-server),
+or with ``--kind`` of simulation scenarios and baselines."""
 
 from __future__ import annotations
 
@@ -9,12 +10,28 @@ from typing import Any
 from autoscaler.commands.common import Exit
 from autoscaler.policy.documents import document_json_schema
 
+KINDS = ("ScalingPolicy", "Simulation", "SimulationBaseline")
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("schema", help="print the policy files' JSON Schema", description=__doc__)
+    parser.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="ScalingPolicy",
+        help="which file format (default ScalingPolicy: policy and PolicyDefaults documents)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(json.dumps(document_json_schema(), indent=2))
+    kind = getattr(args, "kind", "ScalingPolicy")
+    if kind == "ScalingPolicy":
+        schema = document_json_schema()
+    else:  # the simulator's formats: imported only when asked for (the sim extra)
+        from autoscaler.policy.schema import json_schema
+        from autoscaler.sim.documents import BASELINE, SIMULATION
+
+        schema = json_schema(SIMULATION if kind == "Simulation" else BASELINE)
+    print(json.dumps(schema, indent=2))
     return Exit.OK

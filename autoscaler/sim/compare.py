@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, replace
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import numpy as np
 
@@ -61,9 +61,16 @@ def _with_floor(result: RunResult, floor: float) -> RunResult:
     return replace(result, summary=summary)
 
 
-def compare(scenario: Scenario, *, progress: TextIO | None = sys.stderr) -> Comparison:
-    """Load the trace once; run each policy with a Generator seeded identically (same load times)."""
-    trace = load_trace(scenario)
+def compare(scenario: Scenario, *, progress: TextIO | Literal["stderr"] | None = "stderr") -> Comparison:
+    """Load the trace once; run each policy with a Generator seeded identically (same load times).
+    Progress and the trace's transformations go to ``progress`` (standard error as it is at the call)."""
+    if progress == "stderr":
+        progress = sys.stderr
+    steps: list[str] = []
+    trace = load_trace(scenario, steps)
+    if progress is not None:
+        for step in steps:
+            print(f"trace: {step}", file=progress)
     items = [load_policy_ref(ref) for ref in scenario.policies]  # validate all before running any
     floor = gpu_hours_floor(trace, scenario.fleet)
     results = []

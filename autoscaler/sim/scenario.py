@@ -16,17 +16,18 @@ A trace that is empty after windowing and scaling is an error naming the scenari
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from autoscaler.core.policy import API_VERSION, ScalingPolicy
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.errors import InputError
 from autoscaler.policy import load_policy_file
+from autoscaler.policy.loader import _Doc, _read_documents
+from autoscaler.policy.schema import Field, Issue, check
 from autoscaler.sim.controllers import (
     Controller,
     KpaConfig,
@@ -39,6 +40,7 @@ from autoscaler.sim.controllers import (
     no_wait_schedule,
     offered_concurrency,
 )
+from autoscaler.sim.documents import ALIASES, BASELINE, SIMULATION, baseline_parameters, filled, without_nulls
 from autoscaler.sim.fleet import FleetConfig, LoadTime, decode_profile
 from autoscaler.sim.pipeline import PipelineConfig, unsupported_presets
 from autoscaler.sim.run import Slo
@@ -53,40 +55,57 @@ from autoscaler.sim.trace import (
     read_trace,
 )
 
-__all__ = ["Baseline", "PolicyRef", "Scenario", "ScenarioError", "build_controller", "load_scenario", "load_trace"]
-
-ALGORITHMS = ("kpa", "ray-serve", "static", "no-wait")
-ALIASES = {"oracle": "no-wait"}  # old names still accepted in baseline files
-# Baseline parameters that are periods, rates or targets: zero or less would divide by zero or never tick.
-POSITIVE = frozenset({"binSeconds", "controlLoopSeconds", "lookBackPeriodSeconds", "maxOngoingRequests",
-                      "metricsIntervalSeconds", "recordIntervalSeconds", "stableWindowSeconds", "targetConcurrency",
-                      "targetOngoingRequests", "targetUtilization", "tickSeconds"})
+__all__ = [
+    "Baseline",
+    "PolicyRef",
+    "Scenario",
+    "ScenarioError",
+    "build_controller",
+    "load_scenario",
+    "load_trace",
+    "scenario_from_document",
+]
 
 
 class ScenarioError(InputError):
-    """A scenario or baseline file that does not validate: ``file: key = value: why``."""
+    """A scenario or baseline file that does not validate: ``file:line: field = value: why``, one line per
+    problem."""
 
 
-def _fail(where: str, key: str, value: Any, why: str) -> ScenarioError:
-    return ScenarioError(f"{where}: {key} = {value!r}: {why}")
+def _legacy(document: Any) -> Any:
+    """Spellings older scenario files used: ``prefillTokensPerSecond:`` left empty meant no prefill cost."""
+    fleet = (
+        document.get("spec", {}).get("fleet")
+        if isinstance(document, dict) and isinstance(document.get("spec"), dict)
+        else None
+    )
+    if isinstance(fleet, dict) and "prefillTokensPerSecond" in fleet and fleet["prefillTokensPerSecond"] is None:
+        fleet = {**fleet, "prefillTokensPerSecond": "inf"}
+        return {**document, "spec": {**document["spec"], "fleet": fleet}}
+    return document
 
 
-def _num(raw: Mapping[str, Any], key: str, default: float, where: str, prefix: str, *, minimum: float = 0.0,
-         strict: bool = False) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _fail(where, f"{prefix}{key}", value, "must be a number")
-    if value < minimum or (strict and value == minimum):
-        raise _fail(where, f"{prefix}{key}", value, f"must be {'>' if strict else '>='} {minimum}")
-    return float(value)
+def _read(path: Path, kind: str) -> _Doc:
+    """The file's one document, read with the line of every field (and the policy loader's limits)."""
+    docs, problems = _read_documents(path, str(path))
+    if problems:
+        raise ScenarioError("\n".join(str(p) for p in problems))
+    if len(docs) != 1:
+        raise ScenarioError(f"{path}: expected one {kind} document, found {len(docs)}")
+    return docs[0]
 
 
-def _map(raw: Any, where: str, key: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise _fail(where, key, raw, "must be a mapping")
-    return raw
+def _validated(doc: _Doc, schema: Field, more: Callable[[dict[str, Any]], list[Issue]] | None = None) -> dict[str, Any]:
+    """The document checked against ``schema`` (then ``more``, the cross-field rules) with its defaults
+    filled in; every problem at once, each with its line. A key set to null is a key not set."""
+    document = without_nulls(_legacy(doc.data))
+    issues = check(schema, document)
+    if not issues:
+        data: dict[str, Any] = filled(schema, document)
+        issues = more(data) if more else []
+        if not issues:
+            return data
+    raise ScenarioError("\n".join(str(doc.error(issue)) for issue in issues))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,213 +143,272 @@ class Scenario:
     drain_s: float = 600.0
     warm_start: bool = True
     warm_window_s: float = 300.0
+    shown: str = ""  # how errors name the scenario (default: its file)
+
+    @property
+    def where(self) -> str:
+        return self.shown or str(self.source)
+
+
+def _fleet_issues(fleet: Mapping[str, Any]) -> list[Issue]:
+    load = fleet["loadTimeSeconds"]
+    if isinstance(load, Mapping) and load["distribution"] == "lognormal" and load.get("p95", math.inf) < load["median"]:
+        return [
+            Issue(("spec", "fleet", "loadTimeSeconds", "p95"), load["p95"], f"must be >= median ({load['median']})")
+        ]
+    return []
+
+
+def _token_issues(trace: Mapping[str, Any]) -> list[Issue]:
+    out = []
+    for key in ("inputTokens", "outputTokens"):
+        tokens = trace[key]
+        if tokens["distribution"] == "lognormal" and tokens["p95"] < tokens["median"]:
+            out.append(Issue(("spec", "trace", key, "p95"), tokens["p95"], f"must be >= median ({tokens['median']})"))
+    return out
+
+
+def _scenario_issues(data: dict[str, Any]) -> list[Issue]:
+    spec = data["spec"]
+    trace = spec["trace"]
+    out = _fleet_issues(spec["fleet"]) + _token_issues(trace)
+    if ("synthetic" in trace) == ("path" in trace):
+        out.append(Issue(("spec", "trace"), trace, "needs exactly one of synthetic (a generated trace) or path"))
+    span = trace.get("spanSeconds")
+    if span is not None and not span[0] < span[1]:
+        out.append(Issue(("spec", "trace", "spanSeconds"), span, "must be [start, end] with start < end"))
+    return out
 
 
 def _fleet(raw: Mapping[str, Any], where: str, base: Path) -> FleetConfig:
-    p = "spec.fleet."
-    max_c = int(_num(raw, "maxConcurrency", 64, where, p, minimum=1))
-    decode = raw.get("decodeSecondsPerToken", 0.03)
+    max_c = int(raw["maxConcurrency"])
+    decode = raw["decodeSecondsPerToken"]
     if isinstance(decode, Mapping):
         try:
             per_token = decode_profile(
-                base / str(decode["profile"]), model=str(decode.get("model", "llama2-70b")),
-                hardware=str(decode.get("hardware", "a100-80gb")),
-                tensor_parallel=int(decode.get("tensorParallel", 4)), max_concurrency=max_c,
+                base / decode["profile"],
+                model=decode["model"],
+                hardware=decode["hardware"],
+                tensor_parallel=decode["tensorParallel"],
+                max_concurrency=max_c,
             )
         except (KeyError, OSError, ValueError) as exc:
-            raise _fail(where, f"{p}decodeSecondsPerToken", dict(decode), str(exc)) from None
+            raise ScenarioError(f"{where}: spec.fleet.decodeSecondsPerToken = {dict(decode)}: {exc}") from None
     else:
-        per_token = (_num(raw, "decodeSecondsPerToken", 0.03, where, p),) * (max_c + 1)
-    load = raw.get("loadTimeSeconds", 180)
-    if isinstance(load, Mapping):
-        kind = load.get("distribution", "lognormal")
-        if kind == "fixed":
-            value = _num(load, "value", 180, where, f"{p}loadTimeSeconds.")
-            load_time = LoadTime(value, value)
-        elif kind == "lognormal":
-            median = _num(load, "median", 180, where, f"{p}loadTimeSeconds.", strict=True)
-            p95 = _num(load, "p95", median, where, f"{p}loadTimeSeconds.", minimum=median)
-            load_time = LoadTime(median, p95)
-        else:
-            raise _fail(where, f"{p}loadTimeSeconds.distribution", kind, "must be lognormal or fixed")
+        per_token = (float(decode),) * (max_c + 1)
+    load = raw["loadTimeSeconds"]
+    if not isinstance(load, Mapping):
+        load_time = LoadTime(float(load), float(load))
+    elif load["distribution"] == "fixed":
+        load_time = LoadTime(float(load["value"]), float(load["value"]))
     else:
-        value = _num(raw, "loadTimeSeconds", 180, where, p)
-        load_time = LoadTime(value, value)
-    prefill = raw.get("prefillTokensPerSecond", 20000)
+        load_time = LoadTime(float(load["median"]), float(load.get("p95", load["median"])))
+    prefill = raw["prefillTokensPerSecond"]
     return FleetConfig(
         max_concurrency=max_c,
-        prefill_tokens_per_s=math.inf if prefill in ("inf", None) else _num(raw, "prefillTokensPerSecond", 20000,
-                                                                           where, p, strict=True),
+        prefill_tokens_per_s=math.inf if prefill == "inf" else float(prefill),
         per_token_s=per_token,
         load_time=load_time,
-        scheduling_delay_s=_num(raw, "schedulingDelaySeconds", 5, where, p),
-        gpus_per_replica=int(_num(raw, "gpusPerReplica", 1, where, p, minimum=1)),
-        initial_replicas=int(_num(raw, "initialReplicas", 2, where, p, minimum=1)),
-        kv_cache_tokens=_num(raw, "kvCacheTokens", 0, where, p),
+        scheduling_delay_s=float(raw["schedulingDelaySeconds"]),
+        gpus_per_replica=int(raw["gpusPerReplica"]),
+        initial_replicas=int(raw["initialReplicas"]),
+        kv_cache_tokens=float(raw["kvCacheTokens"]),
     )
 
 
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
-    where = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{where}: {exc}") from None
-    if not isinstance(data, Mapping) or data.get("kind") != "Simulation":
-        raise ScenarioError(f"{where}: expected a document with kind: Simulation")
-    if data.get("apiVersion") != API_VERSION:
-        raise _fail(where, "apiVersion", data.get("apiVersion"), f"must be {API_VERSION}")
-    spec = _map(data.get("spec"), where, "spec")
-    base = path.parent
-    trace = _map(spec.get("trace"), where, "spec.trace")
-    if not trace:
-        raise ScenarioError(f"{where}: spec.trace is required")
-    refs: list[PolicyRef] = []
-    for i, item in enumerate(spec.get("policies") or []):
-        if isinstance(item, str):
-            refs.append(PolicyRef(base / item))
-        elif isinstance(item, Mapping) and "path" in item:
-            refs.append(PolicyRef(base / str(item["path"]), base / str(item["root"]) if item.get("root") else None,
-                                  item.get("name")))
-        else:
-            raise _fail(where, f"spec.policies[{i}]", item, "must be a path or {path, root, name}")
-    if not refs:
-        raise ScenarioError(f"{where}: spec.policies: at least one policy is required")
-    pipe = _map(spec.get("metricsPipeline"), where, "spec.metricsPipeline")
-    slo = _map(spec.get("slo"), where, "spec.slo")
-    metric = slo.get("metric", "e2e")
-    if metric not in ("e2e", "ttft"):
-        raise _fail(where, "spec.slo.metric", metric, "must be e2e or ttft")
-    meta = _map(data.get("metadata"), where, "metadata")
-    duration = spec.get("durationSeconds")
-    warm = spec.get("warmStart", True)
-    if isinstance(warm, Mapping):
-        warm_window = _num(warm, "windowSeconds", 300, where, "spec.warmStart.", strict=True)
-        warm = True
-    elif isinstance(warm, bool):
-        warm_window = 300.0
-    else:
-        raise _fail(where, "spec.warmStart", warm, "must be true, false or {windowSeconds: N}")
+    doc = _read(path, "Simulation")
+    return _scenario(_validated(doc, SIMULATION, _scenario_issues), path)
+
+
+def scenario_from_document(document: Mapping[str, Any], source: Path, *, shown: str | None = None) -> Scenario:
+    """A scenario from a document built in code (paths relative to ``source``'s folder), checked like a
+    file; the problems name ``shown`` (default ``source``), without lines."""
+    data = _validated(_Doc(shown or str(source), 0, document, {}), SIMULATION, _scenario_issues)
+    return replace(_scenario(data, source), shown=shown or "")
+
+
+def _scenario(data: dict[str, Any], path: Path) -> Scenario:
+    spec, base = data["spec"], path.parent
+    refs = tuple(
+        PolicyRef(base / item)
+        if isinstance(item, str)
+        else PolicyRef(base / item["path"], base / item["root"] if item.get("root") else None, item.get("name"))
+        for item in spec["policies"]
+    )
+    pipe, slo, warm = spec["metricsPipeline"], spec["slo"], spec["warmStart"]
     return Scenario(
-        name=str(meta.get("name", path.stem)),
+        name=str(data.get("metadata", {}).get("name", path.stem)),
         source=path,
-        trace=trace,
-        time_scale=_num(spec, "timeScale", 1.0, where, "spec.", strict=True),
-        rate_scale=_num(spec, "rateScale", 1.0, where, "spec.", strict=True),
-        fleet=_fleet(_map(spec.get("fleet"), where, "spec.fleet"), where, base),
+        trace=spec["trace"],
+        time_scale=float(spec["timeScale"]),
+        rate_scale=float(spec["rateScale"]),
+        fleet=_fleet(spec["fleet"], str(path), base),
         pipeline=PipelineConfig(
-            scrape_interval_s=_num(pipe, "scrapeIntervalSeconds", 15, where, "spec.metricsPipeline.", strict=True),
-            rate_window_s=_num(pipe, "rateWindowSeconds", 60, where, "spec.metricsPipeline.", strict=True),
-            dcgm_collect_s=_num(pipe, "dcgmCollectSeconds", 30, where, "spec.metricsPipeline.", strict=True),
+            scrape_interval_s=float(pipe["scrapeIntervalSeconds"]),
+            rate_window_s=float(pipe["rateWindowSeconds"]),
+            dcgm_collect_s=float(pipe["dcgmCollectSeconds"]),
         ),
-        slo=Slo(_num(slo, "latencySeconds", 10, where, "spec.slo.", strict=True), str(metric)),
-        policies=tuple(refs),
-        seed=int(_num(spec, "seed", 1, where, "spec.")),
-        duration_s=None if duration is None else _num(spec, "durationSeconds", 0, where, "spec.", strict=True),
-        drain_s=_num(spec, "drainSeconds", 600, where, "spec."),
-        warm_start=warm,
-        warm_window_s=warm_window,
+        slo=Slo(float(slo["latencySeconds"]), str(slo["metric"])),
+        policies=refs,
+        seed=int(spec["seed"]),
+        duration_s=None if spec.get("durationSeconds") is None else float(spec["durationSeconds"]),
+        drain_s=float(spec["drainSeconds"]),
+        warm_start=warm if isinstance(warm, bool) else True,
+        warm_window_s=float(warm["windowSeconds"]) if isinstance(warm, Mapping) else 300.0,
     )
 
 
-def _tokens(raw: Any, where: str, key: str, default: TokenDistribution) -> TokenDistribution:
-    if raw is None:
-        return default
-    try:
-        return TokenDistribution.parse(_map(raw, where, key), f"{where}: {key}")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _fail(where, key, raw, str(exc)) from None
+def _tokens(raw: Mapping[str, Any]) -> TokenDistribution:
+    kind = raw["distribution"]
+    if kind == "fixed":
+        return TokenDistribution("fixed", value=float(raw["value"]))
+    if kind == "exponential":
+        return TokenDistribution("exponential", mean=float(raw["mean"]))
+    return TokenDistribution("lognormal", median=float(raw["median"]), p95=float(raw["p95"]))
 
 
-def load_trace(scenario: Scenario) -> Trace:
-    """The scenario's trace, windowed and scaled; generated with the scenario's seed when synthetic."""
-    raw, where = scenario.trace, str(scenario.source)
+def _synthetic(
+    syn: Mapping[str, Any], tokens_in: TokenDistribution, tokens_out: TokenDistribution, rng: np.random.Generator
+) -> Trace:
+    kind, duration = syn["kind"], float(syn["durationSeconds"])
+    if kind == "poisson":
+        return poisson(
+            rate_per_s=syn["ratePerSecond"], duration_s=duration, tokens_in=tokens_in, tokens_out=tokens_out, rng=rng
+        )
+    if kind == "diurnal":
+        return diurnal(
+            mean_rate_per_s=syn["meanRatePerSecond"],
+            amplitude=syn["amplitude"],
+            period_s=syn["periodSeconds"],
+            phase_s=syn["phaseSeconds"],
+            noise=syn["noise"],
+            duration_s=duration,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            rng=rng,
+        )
+    if kind == "dailyProfile":
+        return daily_profile(
+            mean_rate_per_s=syn["meanRatePerSecond"],
+            hourly=[float(x) for x in syn["hourly"]],
+            noise=syn["noise"],
+            duration_s=duration,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            rng=rng,
+        )
+    return flash_crowd(
+        rate_per_s=syn["ratePerSecond"],
+        multiplier=syn["multiplier"],
+        start_s=syn["startSeconds"],
+        minutes=syn["minutes"],
+        duration_s=duration,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        rng=rng,
+    )
+
+
+def load_trace(scenario: Scenario, steps: list[str] | None = None) -> Trace:
+    """The scenario's trace, windowed and scaled; generated with the scenario's seed when synthetic.
+
+    ``steps``, when given, receives one line per transformation applied (read or generated, window,
+    time scale, rate scale), each with the resulting request count, so none is applied silently.
+    """
+    raw, where = scenario.trace, scenario.where
     rng = np.random.default_rng([scenario.seed, 0])
-    tokens_in = _tokens(raw.get("inputTokens"), where, "spec.trace.inputTokens",
-                        TokenDistribution(median=1000, p95=4000))
-    tokens_out = _tokens(raw.get("outputTokens"), where, "spec.trace.outputTokens",
-                         TokenDistribution(median=200, p95=800))
+    tokens_in, tokens_out = _tokens(raw["inputTokens"]), _tokens(raw["outputTokens"])
+    notes = steps if steps is not None else []
     try:
         if "synthetic" in raw:
-            syn = _map(raw["synthetic"], where, "spec.trace.synthetic")
-            kind, p = syn.get("kind"), "spec.trace.synthetic."
-            duration = _num(syn, "durationSeconds", 3600, where, p, strict=True)
-            if kind == "poisson":
-                trace = poisson(rate_per_s=_num(syn, "ratePerSecond", 1, where, p, strict=True), duration_s=duration,
-                                tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
-            elif kind == "diurnal":
-                trace = diurnal(mean_rate_per_s=_num(syn, "meanRatePerSecond", 1, where, p, strict=True),
-                                amplitude=_num(syn, "amplitude", 0.5, where, p),
-                                period_s=_num(syn, "periodSeconds", 86400, where, p, strict=True),
-                                phase_s=_num(syn, "phaseSeconds", 0, where, p, minimum=-math.inf),
-                                noise=_num(syn, "noise", 0.1, where, p), duration_s=duration,
-                                tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
-            elif kind == "dailyProfile":
-                hourly = syn.get("hourly")
-                if not isinstance(hourly, list) or len(hourly) != 24 or not all(
-                        isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 for x in hourly):
-                    raise _fail(where, "spec.trace.synthetic.hourly", hourly, "must list 24 multipliers >= 0")
-                trace = daily_profile(mean_rate_per_s=_num(syn, "meanRatePerSecond", 1, where, p, strict=True),
-                                      hourly=[float(x) for x in hourly], noise=_num(syn, "noise", 0.1, where, p),
-                                      duration_s=duration, tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
-            elif kind == "flashCrowd":
-                trace = flash_crowd(rate_per_s=_num(syn, "ratePerSecond", 1, where, p, strict=True),
-                                    multiplier=_num(syn, "multiplier", 5, where, p, strict=True),
-                                    start_s=_num(syn, "startSeconds", 600, where, p),
-                                    minutes=_num(syn, "minutes", 10, where, p, strict=True), duration_s=duration,
-                                    tokens_in=tokens_in, tokens_out=tokens_out, rng=rng)
-            else:
-                raise _fail(where, "spec.trace.synthetic.kind", kind,
-                            "must be poisson, diurnal, dailyProfile or flashCrowd")
+            trace = _synthetic(raw["synthetic"], tokens_in, tokens_out, rng)
+            notes.append(f"generated {trace.source} (seed {scenario.seed}): {_count(trace)}")
         else:
-            fmt = str(raw.get("format", "csv"))
             span = raw.get("spanSeconds")
-            trace = read_trace(scenario.source.parent / str(raw.get("path")), fmt, rng=rng, tokens_in=tokens_in,
-                               tokens_out=tokens_out, span_s=(float(span[0]), float(span[1])) if span else None)
+            trace = read_trace(
+                scenario.source.parent / raw["path"],
+                raw["format"],
+                rng=rng,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                span_s=(float(span[0]), float(span[1])) if span else None,
+            )
+            notes.append(f"read {trace.source} ({raw['format']}): {_count(trace)}")
     except TraceError as exc:
         raise ScenarioError(f"{where}: spec.trace: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError, IndexError) as exc:  # a folder, binary or malformed file
+        what = type(exc).__name__ if isinstance(exc, OSError) else "unreadable"
+        reason = getattr(exc, "strerror", None) or str(exc)[:200]
+        raise ScenarioError(f"{where}: spec.trace: {raw.get('path')} ({raw.get('format')}): {what}: {reason}") from None
     if scenario.duration_s is not None:
         trace = trace.window(scenario.duration_s / scenario.time_scale)
-    trace = trace.scaled(time_scale=scenario.time_scale, rate_scale=scenario.rate_scale, rng=rng)
+        notes.append(f"window: the first {scenario.duration_s / scenario.time_scale:g} s: {_count(trace)}")
+    if scenario.time_scale != 1.0:
+        trace = trace.scaled(time_scale=scenario.time_scale, rate_scale=1.0, rng=rng)
+        notes.append(f"time scale x{scenario.time_scale:g} (timeScale): {_count(trace)}")
+    if scenario.rate_scale != 1.0:
+        trace = trace.scaled(time_scale=1.0, rate_scale=scenario.rate_scale, rng=rng)
+        notes.append(f"rate scale x{scenario.rate_scale:g} (rateScale): {_count(trace)}")
     if len(trace) == 0:
-        raise ScenarioError(f"{where}: spec.trace: {trace.source or 'the trace'}: no requests after windowing "
-                            f"and scaling (durationSeconds {scenario.duration_s}, rateScale {scenario.rate_scale}); "
-                            "an empty trace has no SLO to meet")
+        raise ScenarioError(
+            f"{where}: spec.trace: {trace.source or 'the trace'}: no requests after windowing "
+            f"and scaling (durationSeconds {scenario.duration_s}, rateScale {scenario.rate_scale}); "
+            "an empty trace has no SLO to meet"
+        )
     return trace
+
+
+def _count(trace: Trace) -> str:
+    return f"{len(trace):,} requests over {trace.duration_s:,.0f} s"
 
 
 # ------------------------------------------------------------------------------------------ policy files
 
 
-def load_baseline(path: Path) -> Baseline:
-    where = str(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    spec = _map(data.get("spec"), where, "spec")
-    algorithm = spec.get("algorithm")
-    algorithm = ALIASES.get(algorithm, algorithm) if isinstance(algorithm, str) else algorithm
-    if algorithm not in ALGORITHMS:
-        raise _fail(where, "spec.algorithm", algorithm, f"must be one of {', '.join(ALGORITHMS)}")
-    params = _map(spec.get("parameters"), where, "spec.parameters")
-    for key, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(where, f"spec.parameters.{key}", value, "must be a number")
-        if key in POSITIVE and not value > 0:
-            raise _fail(where, f"spec.parameters.{key}", value, "must be > 0")
+def _baseline_issues(data: dict[str, Any]) -> list[Issue]:
+    spec = data["spec"]
+    algorithm = ALIASES.get(spec["algorithm"], spec["algorithm"])
+    params = spec["parameters"]
+    out = check(baseline_parameters(algorithm), params, ("spec", "parameters"))
     # Only Ray Serve scales to zero here (its cold-start path); the others need a replica.
-    min_r = int(_num(spec, "minReplicas", 1, where, "spec.", minimum=0 if algorithm == "ray-serve" else 1))
-    max_r = int(_num(spec, "maxReplicas", 100, where, "spec.", minimum=min_r))
-    name = str(_map(data.get("metadata"), where, "metadata").get("name", path.stem))
-    return Baseline(name, str(algorithm), min_r, max_r, {k: float(v) for k, v in params.items()}, where)
+    if spec["minReplicas"] < 1 and algorithm != "ray-serve":
+        out.append(Issue(("spec", "minReplicas"), spec["minReplicas"], f"must be >= 1 ({algorithm} cannot scale to 0)"))
+    if spec["maxReplicas"] < spec["minReplicas"]:
+        out.append(
+            Issue(("spec", "maxReplicas"), spec["maxReplicas"], f"must be >= minReplicas ({spec['minReplicas']})")
+        )
+    for one, other in (("targetConcurrency", "targetUtilization"), ("targetOngoingRequests", "targetUtilization")):
+        if one in params and other in params:
+            out.append(Issue(("spec", "parameters", one), params[one], f"set {one} or {other}, not both"))
+    return out
+
+
+def load_baseline(path: Path) -> Baseline:
+    doc = _read(path, "SimulationBaseline")
+    data = _validated(doc, BASELINE, _baseline_issues)
+    spec = data["spec"]
+    algorithm = ALIASES.get(spec["algorithm"], spec["algorithm"])
+    given = spec["parameters"]
+    params = filled(baseline_parameters(algorithm), given)
+    name = str(data.get("metadata", {}).get("name", path.stem))
+    return Baseline(
+        name,
+        algorithm,
+        int(spec["minReplicas"]),
+        int(spec["maxReplicas"]),
+        {k: float(v) for k, v in params.items() if v is not None},
+        str(path),
+    )
 
 
 def load_policy_ref(ref: PolicyRef) -> ScalingPolicy | Baseline:
     """A ``ScalingPolicy`` (through the policy loader) or a ``SimulationBaseline``."""
-    try:
-        docs = list(yaml.safe_load_all(ref.path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{ref.path}: {exc}") from None
-    if any(isinstance(d, Mapping) and d.get("kind") == "SimulationBaseline" for d in docs):
+    docs, problems = _read_documents(ref.path, str(ref.path))
+    if problems:
+        raise ScenarioError("\n".join(str(p) for p in problems))
+    if any(isinstance(d.data, Mapping) and d.data.get("kind") == "SimulationBaseline" for d in docs):
         return load_baseline(ref.path)
     try:
         policy = load_policy_file(ref.path, ref.name, root=ref.root)
@@ -338,43 +416,60 @@ def load_policy_ref(ref: PolicyRef) -> ScalingPolicy | Baseline:
         raise ScenarioError(str(exc)) from None
     bad = unsupported_presets([m.source.preset or f"query:{m.name}" for m in policy.metrics])
     if bad:
-        raise ScenarioError(f"{policy.source}: the simulator cannot produce {', '.join(bad)} "
-                            "(custom PromQL and unmodelled presets have no simulated exporter)")
+        raise ScenarioError(
+            f"{policy.source}: the simulator cannot produce {', '.join(bad)} "
+            "(custom PromQL and unmodelled presets have no simulated exporter)"
+        )
     return policy
 
 
 def build_controller(item: ScalingPolicy | Baseline, trace: Trace, fleet: FleetConfig, drain_s: float) -> Controller:
+    """The controller for a policy or a baseline. A baseline's parameters come filled with their
+    defaults (:mod:`autoscaler.sim.documents`); the targets derived from the fleet are set here."""
     if isinstance(item, ScalingPolicy):
         return PolicyController(item)
     p = item.params
     if item.algorithm == "kpa":
-        target = p.get("targetConcurrency", fleet.max_concurrency * p.get("targetUtilization", 0.7))
-        return KpaController(item.name, KpaConfig(
-            target_concurrency=target, min_replicas=item.min_replicas, max_replicas=item.max_replicas,
-            stable_window_s=p.get("stableWindowSeconds", 60.0),
-            panic_window_percentage=p.get("panicWindowPercentage", 10.0),
-            panic_threshold_percentage=p.get("panicThresholdPercentage", 200.0),
-            max_scale_up_rate=p.get("maxScaleUpRate", 1000.0), max_scale_down_rate=p.get("maxScaleDownRate", 2.0),
-            tick_s=p.get("tickSeconds", 2.0),
-        ))
+        target = p.get("targetConcurrency", fleet.max_concurrency * p["targetUtilization"])
+        return KpaController(
+            item.name,
+            KpaConfig(
+                target_concurrency=target,
+                min_replicas=item.min_replicas,
+                max_replicas=item.max_replicas,
+                stable_window_s=p["stableWindowSeconds"],
+                panic_window_percentage=p["panicWindowPercentage"],
+                panic_threshold_percentage=p["panicThresholdPercentage"],
+                max_scale_up_rate=p["maxScaleUpRate"],
+                max_scale_down_rate=p["maxScaleDownRate"],
+                tick_s=p["tickSeconds"],
+            ),
+        )
     if item.algorithm == "ray-serve":
-        return RayServeController(item.name, RayServeConfig(
-            target_ongoing_requests=p.get("targetOngoingRequests",
-                                          fleet.max_concurrency * p["targetUtilization"] if "targetUtilization" in p
-                                          else 2.0),
-            min_replicas=item.min_replicas,
-            max_replicas=item.max_replicas, upscale_delay_s=p.get("upscaleDelaySeconds", 30.0),
-            downscale_delay_s=p.get("downscaleDelaySeconds", 600.0),
-            upscaling_factor=p.get("upscalingFactor", 1.0), downscaling_factor=p.get("downscalingFactor", 1.0),
-            metrics_interval_s=p.get("metricsIntervalSeconds", 10.0),
-            look_back_period_s=p.get("lookBackPeriodSeconds", 30.0),
-            downscale_to_zero_delay_s=p.get("downscaleToZeroDelaySeconds"),
-            record_interval_s=p.get("recordIntervalSeconds", 0.5),
-            control_loop_s=p.get("controlLoopSeconds", 0.1),
-            # A replica batches up to maxConcurrency; Ray's handle sends it no more than that.
-            max_ongoing_requests=int(p.get("maxOngoingRequests", fleet.max_concurrency)),
-        ))
-    bin_s = p.get("binSeconds", 5.0)
+        if "targetUtilization" in p:
+            target = fleet.max_concurrency * p["targetUtilization"]
+        else:
+            target = p["targetOngoingRequests"]
+        return RayServeController(
+            item.name,
+            RayServeConfig(
+                target_ongoing_requests=target,
+                min_replicas=item.min_replicas,
+                max_replicas=item.max_replicas,
+                upscale_delay_s=p["upscaleDelaySeconds"],
+                downscale_delay_s=p["downscaleDelaySeconds"],
+                upscaling_factor=p["upscalingFactor"],
+                downscaling_factor=p["downscalingFactor"],
+                metrics_interval_s=p["metricsIntervalSeconds"],
+                look_back_period_s=p["lookBackPeriodSeconds"],
+                downscale_to_zero_delay_s=p.get("downscaleToZeroDelaySeconds"),
+                record_interval_s=p["recordIntervalSeconds"],
+                control_loop_s=p["controlLoopSeconds"],
+                # A replica batches up to maxConcurrency; Ray's handle sends it no more than that.
+                max_ongoing_requests=int(p.get("maxOngoingRequests", fleet.max_concurrency)),
+            ),
+        )
+    bin_s = p["binSeconds"]
     horizon = trace.duration_s + drain_s
     peak = offered_concurrency(trace.arrival_s, fleet.service_s(trace), bin_s=bin_s, horizon_s=horizon)
     need = np.ceil(peak / fleet.max_concurrency).astype(np.int64)
