@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -35,9 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with "-" (a relative time such as -24h): argparse would take the value
+# for an option and answer "expected one argument", so `--from -24h` becomes `--from=-24h` first.
+DASHED_VALUES = frozenset({"--from", "--to"})
+
+
+RELATIVE_TIME = re.compile(r"^-\d+(?:\.\d+)?[smhd]$")
+
+
+def _join_dashed_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in DASHED_VALUES and i + 1 < len(argv) and RELATIVE_TIME.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # a usage error exits here with argparse's 2 (Exit.USAGE)
+    args = parser.parse_args(_join_dashed_values(sys.argv[1:] if argv is None else argv))  # usage error: exit 2
     try:
         code: int = args.run(args)
     except BrokenPipeError:  # `... | head` closed the pipe: not an error

@@ -10,6 +10,8 @@
     │   ├── TraceError                   a request trace (autoscaler.sim.trace)
     │   ├── ObservationError             a replay observation line (autoscaler.replay)
     │   └── BacktestError                recorded history that cannot be backtested (autoscaler.backtest)
+    ├── ConfigurationError               local configuration we were pointed at cannot be used
+    │   └── KubeconfigError              a kubeconfig or the pod's service account (autoscaler.service.kubeconfig)
     ├── SignalError                      a signal cannot be read: the metrics backend failed
     │   └── PrometheusError ...          the reader's own hierarchy (autoscaler.prometheus.errors)
     └── KubeError ...                    the Kubernetes API failed or refused (autoscaler.service.kube)
@@ -24,7 +26,7 @@ key, and the value, so a message is actionable on its own.
 
 from __future__ import annotations
 
-__all__ = ["AutoscalerError", "InputError", "PolicyError", "SignalError"]
+__all__ = ["AutoscalerError", "ConfigurationError", "InputError", "PolicyError", "SignalError"]
 
 
 class AutoscalerError(Exception):
@@ -37,6 +39,11 @@ class InputError(AutoscalerError, ValueError):
 
 class PolicyError(InputError):
     """A policy cannot be used: its file is invalid, or it does not hold the one policy asked for."""
+
+
+class ConfigurationError(AutoscalerError):
+    """Local configuration the command was pointed at cannot be used: a kubeconfig, TLS files, or an
+    optional part of the package that is not installed (the message says which extra to install)."""
 
 
 class SignalError(AutoscalerError):

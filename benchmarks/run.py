@@ -24,6 +24,7 @@ def main() -> int:
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # dataclasses look their module up while the class is built
         spec.loader.exec_module(module)
         print(f"== {name}")
         started = time.perf_counter()

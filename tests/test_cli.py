@@ -303,3 +303,13 @@ def test_help_lists_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     for status in Exit:
         assert f"\n  {int(status):<4} " in out
+
+
+def test_relative_times_may_follow_from_and_to_as_separate_words() -> None:
+    """`backtest --from -24h` as the README prints it (argparse alone answers "expected one argument")."""
+    from autoscaler.cli import _join_dashed_values as join
+
+    assert join(["backtest", "--from", "-24h", "--to", "-1.5h"]) == ["backtest", "--from=-24h", "--to=-1.5h"]
+    assert join(["backtest", "--from", "--to", "now"]) == ["backtest", "--from", "--to", "now"]  # not a time
+    assert join(["simulate", "--out", "--to"]) == ["simulate", "--out", "--to"]
+    assert join(["backtest", "--from"]) == ["backtest", "--from"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from enum import IntEnum
 from typing import Any
 
-from autoscaler.errors import AutoscalerError, InputError, SignalError
+from autoscaler.errors import AutoscalerError, ConfigurationError, InputError, SignalError
 
 __all__ = [
     "Exit",
@@ -17,6 +17,7 @@ __all__ = [
     "connect_kube",
     "exit_code",
     "prometheus_config",
+    "require_extra",
     "run_service",
     "signal_settings",
 ]
@@ -56,11 +57,25 @@ def exit_code(error: AutoscalerError) -> Exit:
 
     if isinstance(error, InputError):
         return Exit.INVALID
+    if isinstance(error, ConfigurationError):
+        return Exit.USAGE
     if isinstance(error, SignalError):
         return Exit.UNAVAILABLE
     if isinstance(error, KubeError):
         return Exit.KUBERNETES
     return Exit.INVALID  # no error is of another kind today; 1 is the generic failure
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Raise a :class:`ConfigurationError` naming the extra to install when ``modules`` are missing (the
+    runtime install carries only what the service uses; the simulator, plots and tuner are extras)."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigurationError(
+            f"{', '.join(missing)} not installed: this command needs pip install 'inference-autoscaler[{extra}]'"
+        )
 
 
 def add_prometheus_arguments(parser: Any, *, required: bool = True) -> None:
