@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import re
 import sys
@@ -145,8 +146,11 @@ def run(args: argparse.Namespace) -> int:
             ],
         }
         (out / "backtest.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        _plot(out / "backtest.png", policy.key, ticks)
-        print(f"wrote {out / 'backtest.json'}, {out / 'backtest.png'}")
+        if importlib.util.find_spec("matplotlib") is not None:
+            _plot(out / "backtest.png", policy.key, ticks)
+            print(f"wrote {out / 'backtest.json'}, {out / 'backtest.png'}")
+        else:  # the runtime install: the plot comes with the sim extra
+            print(f"wrote {out / 'backtest.json'} (no plot: pip install 'inference-autoscaler[sim]' for it)")
     return Exit.OK
 
 

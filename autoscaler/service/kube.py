@@ -1,9 +1,9 @@
 """One async request path to the Kubernetes API, owning retries, backoff and ``Retry-After``.
 
-Configuration comes from a kubeconfig or the in-cluster service account through the official
-``kubernetes`` package's loaders (so every auth flavour it supports works: tokens, client
-certificates, exec plugins, token refresh), then requests go over aiohttp. Errors are our own
-hierarchy, carrying the API's ``Status`` reason and message.
+Configuration comes from a kubeconfig or the in-cluster service account, resolved as kubectl does
+(:mod:`autoscaler.service.kubeconfig`: tokens, token files, client certificates, exec plugins, token
+refresh), then requests go over aiohttp. Errors are our own hierarchy, carrying the API's ``Status``
+reason and message.
 
 Nothing from the wire is trusted as is:
 
@@ -21,6 +21,7 @@ Nothing from the wire is trusted as is:
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import ssl
 import time
@@ -112,35 +113,25 @@ class KubeConfig:
     user_agent: str = "inference-autoscaler"
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    server_name: str | None = None
+    basic: tuple[str, str] | None = None
+
     @staticmethod
     def load(kubeconfig: str | None = None, *, context: str | None = None) -> KubeConfig:
-        """From a kubeconfig file, or the in-cluster service account when ``kubeconfig`` is None."""
-        from kubernetes import client, config  # heavy import: only when the service starts
+        """From ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``, else the pod's service
+        account (:func:`autoscaler.service.kubeconfig.resolve`)."""
+        from autoscaler.service.kubeconfig import resolve
 
-        cfg = client.Configuration()
-        if kubeconfig:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=cfg
-            )
-        else:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-
-        def token() -> str | None:
-            hook = getattr(cfg, "refresh_api_key_hook", None)
-            if hook is not None:
-                hook(cfg)
-            value = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
-            if value and cfg.api_key_prefix.get("authorization") and not value.startswith("Bearer "):
-                value = f"{cfg.api_key_prefix['authorization']} {value}"
-            return str(value) if value else None
-
+        endpoint = resolve(kubeconfig, context=context)
         return KubeConfig(
-            host=cfg.host.rstrip("/"),
-            token_refresh=token,
-            ca_file=cfg.ssl_ca_cert,
-            cert_file=cfg.cert_file,
-            key_file=cfg.key_file,
-            verify=bool(cfg.verify_ssl),
+            host=endpoint.host,
+            token_refresh=endpoint.tokens.token if endpoint.tokens is not None else None,
+            ca_file=endpoint.ca_file,
+            cert_file=endpoint.cert_file,
+            key_file=endpoint.key_file,
+            verify=endpoint.verify,
+            server_name=endpoint.server_name,
+            basic=endpoint.basic,
         )
 
 
@@ -188,6 +179,9 @@ class KubeClient:
         if token:
             token = token.strip()
             headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
+        elif self.config.basic is not None:
+            pair = f"{self.config.basic[0]}:{self.config.basic[1]}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         if content_type:
             headers["Content-Type"] = content_type
         return {name: _header_value(name, value) for name, value in headers.items()}
@@ -235,7 +229,12 @@ class KubeClient:
             started = time.perf_counter()
             try:
                 async with session.request(
-                    method, url, json=body, params=params, headers=self._headers(content_type)
+                    method,
+                    url,
+                    json=body,
+                    params=params,
+                    headers=self._headers(content_type),
+                    server_hostname=self.config.server_name,  # a kubeconfig's tls-server-name
                 ) as response:
                     payload: Any = None
                     text = await response.text(errors="replace")
