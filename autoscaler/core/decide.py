@@ -95,7 +95,8 @@ class Proposals:
         return "; ".join(p.explanation for p in self.items)
 
     def get(self, name: str) -> int | None:
-        return next((p.replicas for p in self.items if p.name == name), None)
+        """The proposal named ``name``; the last one wins (the SLO's, should a metric share its name)."""
+        return next((p.replicas for p in reversed(self.items) if p.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)
