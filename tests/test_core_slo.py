@@ -30,6 +30,7 @@ from autoscaler.core.decide import SLO, _slo_plan
 from autoscaler.core.model import Observation
 from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.slo import (
+    DEFAULT_SLOTS,
     CapacityEstimate,
     _service_time,
     demand,
@@ -112,9 +113,11 @@ def test_capacity_is_measured_from_saturated_ticks(tmp_path: Path) -> None:
     slo = slo_policy(tmp_path).slo
     assert slo is not None
     cap = initial_capacity(slo)
-    assert (cap.slots, cap.origin) == (1.0, "default")
+    assert (cap.slots, cap.origin) == (DEFAULT_SLOTS, "default")  # a continuous-batching engine's floor
     cap = learn_capacity(cap, slo, running=18, waiting=0, latency_s=1.2, ready=3, now=0)
-    assert cap.slots == 6 and cap.origin == "default"  # the most seen running: a lower bound
+    assert cap.slots == DEFAULT_SLOTS and cap.origin == "default"
+    cap = learn_capacity(cap, slo, running=30, waiting=0, latency_s=1.2, ready=3, now=15)
+    assert cap.slots == 10 and cap.origin == "default"  # the most seen running: a lower bound
     for i in range(40):  # saturated: 12 running per replica, a queue
         cap = learn_capacity(cap, slo, running=36 + (i % 3) - 1, waiting=10, latency_s=3.0, ready=3, now=15 * i)
     assert cap.origin == "observed" and cap.slots == pytest.approx(12, rel=0.03)

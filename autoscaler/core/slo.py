@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from autoscaler.forecast import Forecast
 
 __all__ = [
+    "DEFAULT_SLOTS",
     "CapacityEstimate",
     "SloPlan",
     "demand",
@@ -85,6 +86,7 @@ MIN_FACTOR = 0.5
 LARGE_LOAD = 5000.0  # above this many requests in flight, square-root staffing (see slots_for_wait)
 MAX_SLOTS = 100000.0  # the policy schema's bound on concurrencyPerReplica: nothing learned goes beyond it
 SATURATED_SAMPLES = 5
+DEFAULT_SLOTS = 8.0  # before any evidence: a continuous-batching engine runs at least this many at once
 EXPLORE_CAP = 1.25  # latency evidence alone never takes more than half of the batch away
 HELD_DECAY = 0.995
 SERVICE_SHARE = 0.5  # the batch can break an e2e bound only when service takes at least this share of it
@@ -124,7 +126,7 @@ class CapacityEstimate:
 
     def explain(self) -> str:
         how = {
-            "default": "no saturation seen yet: the most seen running per replica",
+            "default": f"no saturation seen yet: at least {DEFAULT_SLOTS:g}, or the most seen running per replica",
             "prior": "the policy's prior",
             "observed": f"batch limit from {self.saturated_ticks:,} saturated ticks",
         }[self.origin]
@@ -177,7 +179,7 @@ class CapacityEstimate:
 def initial_capacity(slo: Slo) -> CapacityEstimate:
     if slo.concurrency_prior is not None:
         return CapacityEstimate(slots=slo.concurrency_prior, origin="prior")
-    return CapacityEstimate(slots=1.0, origin="default")
+    return CapacityEstimate(slots=DEFAULT_SLOTS, origin="default")
 
 
 def _service_time(running: float, completions: float | None) -> float | None:
