@@ -523,3 +523,22 @@ def test_owners_keep_their_target_over_file_order(tmp_path: Path) -> None:
     result = load_policies([tmp_path], owners=owners)
     assert [p.key for p in result.policies] == ["team-a/chat"]
     assert [c.policy.key for c in result.conflicts] == ["team-a/newcomer"]
+
+
+def test_a_metric_may_not_take_the_slo_proposals_name(tmp_path: Path) -> None:
+    """Every decision names an SLO policy's own proposal "slo"; a metric of that name would collide."""
+    path = tmp_path / "p.yaml"
+    path.write_text("""apiVersion: inference-autoscaler.io/v1alpha1
+kind: ScalingPolicy
+metadata: {name: p, namespace: team-a}
+spec:
+  target: {apiVersion: apps/v1, kind: Deployment, name: d}
+  maxReplicas: 4
+  metrics:
+    - name: slo
+      source: {preset: vllm.queue_depth}
+      target: {type: AverageValue, averageValue: 5}
+""")
+    result = load_policies([path])
+    assert [str(e).split(": ", 1)[1] for e in result.errors] == [
+        "spec.metrics[0].name = slo: is reserved: a decision names the SLO's own proposal so; choose another name"]

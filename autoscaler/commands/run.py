@@ -136,7 +136,8 @@ async def _serve(args: argparse.Namespace) -> int:
         return last is None or time.time() - last < 120
 
     metrics_api = None
-    if args.secure_port is not None or any(p.mode is Mode.EXTERNAL for p in policies.reload().policies):
+    loaded = await asyncio.to_thread(policies.reload)  # parsing never blocks the loop (probes, the lease)
+    if args.secure_port is not None or any(p.mode is Mode.EXTERNAL for p in loaded.policies):
         from autoscaler.metrics_api.options import build_metrics_server
 
         if args.secure_port is None:

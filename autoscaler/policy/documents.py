@@ -61,9 +61,14 @@ def _api_version(value: str) -> str | None:
     return None
 
 
+RESERVED_METRIC_NAMES = frozenset({"slo"})  # an SLO policy's own proposal is named so in every decision
+
+
 def _metric_name(value: str) -> str | None:
     if len(value) > 63 or not _METRIC_NAME.match(value):
         return "must be lower-case letters, digits, '-' or '_', at most 63 characters"
+    if value in RESERVED_METRIC_NAMES:
+        return "is reserved: a decision names the SLO's own proposal so; choose another name"
     return None
 
 
