@@ -168,14 +168,14 @@ async def _serve(args: argparse.Namespace) -> int:
             "leader_elect": args.leader_elect,
         },
     )
-    tasks = [asyncio.create_task(controller.run(stop))]
+    tasks = [asyncio.create_task(controller.run(stop), name="control loop")]
     if elector is not None:
-        tasks.append(asyncio.create_task(elector.run(stop)))
+        tasks.append(asyncio.create_task(elector.run(stop), name="lease loop"))
     if metrics_api is not None:
-        tasks.append(asyncio.create_task(metrics_api.server.refresh_loop(stop)))
+        tasks.append(asyncio.create_task(metrics_api.server.refresh_loop(stop), name="metrics API refresh"))
+    code = Exit.OK
     try:
-        await stop.wait()
-        await asyncio.gather(*tasks)  # the tick in progress finishes
+        code = await supervise(stop, tasks)
     finally:
         if elector is not None:
             await elector.release()
@@ -185,4 +185,28 @@ async def _serve(args: argparse.Namespace) -> int:
         await prometheus.close()
         await kube.close()
         log.info("stopped")
+    return code
+
+
+async def supervise(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> Exit:
+    """Run until ``stop`` is set, then let the tasks finish (the tick in progress completes).
+
+    A task that ends before ``stop`` (the control loop, the lease loop or the metrics API's refresh
+    died) stops them all: an instance whose loop is dead must not keep the Lease (a standby takes over
+    once it is released) nor look healthy. Returns 1 then, so that Kubernetes restarts the pod.
+    """
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    died = [task for task in tasks if task.done()] if not stop.is_set() else []
+    stop.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            log.error("%s died: %s: %s", task.get_name(), type(result).__name__, result, exc_info=result)
+    if died:
+        log.error("stopping: %s ended on its own; releasing the lease", ", ".join(t.get_name() for t in died))
+        return Exit.INVALID
     return Exit.OK

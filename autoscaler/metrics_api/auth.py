@@ -23,6 +23,7 @@ The TokenReview/SubjectAccessReview calls go through :class:`Reviews`, a seam th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -342,22 +343,33 @@ class Authorizer:
         return result
 
 
-class KubeReviews:
-    """TokenReview and SubjectAccessReview over the service's Kubernetes client."""
+REVIEW_TIMEOUT_S = 5.0
+"""The longest a request waits for a review, retries included (the HPA's own client gives up at 30 s;
+a review that hangs must fail this request, not hold a connection open)."""
 
-    def __init__(self, client: Any) -> None:
+
+class KubeReviews:
+    """TokenReview and SubjectAccessReview over the service's Kubernetes client, each bounded by
+    ``timeout_s``: a hung review fails its request (401, or 500 for an authorization that could not be
+    made) instead of holding it."""
+
+    def __init__(self, client: Any, *, timeout_s: float = REVIEW_TIMEOUT_S) -> None:
         self.client = client
+        self.timeout_s = timeout_s
+
+    async def _post(self, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        try:
+            result: Mapping[str, Any] = await asyncio.wait_for(
+                self.client.request("POST", path, body=body), timeout=self.timeout_s
+            )
+        except TimeoutError:
+            raise TimeoutError(f"{body['kind']} took longer than {self.timeout_s:g} s") from None
+        return result
 
     async def token_review(self, token: str) -> Mapping[str, Any]:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
-        result: Mapping[str, Any] = await self.client.request(
-            "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=body
-        )
-        return result
+        return await self._post("/apis/authentication.k8s.io/v1/tokenreviews", body)
 
     async def access_review(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": dict(spec)}
-        result: Mapping[str, Any] = await self.client.request(
-            "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body
-        )
-        return result
+        return await self._post("/apis/authorization.k8s.io/v1/subjectaccessreviews", body)
