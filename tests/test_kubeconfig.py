@@ -1,7 +1,7 @@
 """Kubeconfig resolution without the ``kubernetes`` package (autoscaler/service/kubeconfig.py).
 
 Case matrix:
-  order       --kubeconfig | $KUBECONFIG (merged, first wins) | ~/.kube/config | in-cluster | nothing
+  order       --kubeconfig | $KUBECONFIG (merged, first wins) | in-cluster | ~/.kube/config | nothing
   context     current-context | --context | unknown context / cluster / user named
   user        token | tokenFile | client cert + key (files relative to the kubeconfig, and -data) |
               basic | exec (cached until expiry, refreshed, errors) | auth-provider refused
@@ -36,7 +36,7 @@ def kubeconfig(path: Path, *, server: str = "https://api.example:6443", user: di
     return path
 
 
-def test_explicit_file_then_kubeconfig_env_then_home_then_in_cluster(tmp_path: Path) -> None:
+def test_explicit_file_then_kubeconfig_env_then_in_cluster_then_home(tmp_path: Path) -> None:
     explicit = kubeconfig(tmp_path / "explicit", name="explicit")
     first = kubeconfig(tmp_path / "first", name="first", server="https://first:6443")
     second = kubeconfig(tmp_path / "second", name="second")
@@ -54,8 +54,8 @@ def test_explicit_file_then_kubeconfig_env_then_home_then_in_cluster(tmp_path: P
     account.mkdir()
     (account / "token").write_text("sa-token\n")
     (account / "ca.crt").write_text("x")
-    pod = resolve(env={"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"},
-                  home=tmp_path / "nohome", service_account=account)
+    in_pod = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
+    pod = resolve(env=in_pod, home=home, service_account=account)  # a pod's account before ~/.kube/config
     assert pod.host == "https://[fd00::1]:443" and pod.ca_file == str(account / "ca.crt")
     assert pod.tokens.token() == "sa-token"  # type: ignore[union-attr]
     with pytest.raises(KubeconfigError, match="not in a pod"):

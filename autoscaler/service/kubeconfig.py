@@ -1,9 +1,10 @@
 """Where the Kubernetes API is and who we are to it, resolved as kubectl and client-go resolve it.
 
-Order: ``--kubeconfig FILE``; else ``$KUBECONFIG`` (a list of files joined by ``os.pathsep``, merged
-as client-go merges them: the first file that sets a name or the current context wins); else
-``~/.kube/config``; else, in a pod, the service account (the token file is re-read every minute, as
-client-go re-reads bound, rotating tokens). ``--context`` picks a context over ``current-context``.
+Order, as client-go's: ``--kubeconfig FILE``; else ``$KUBECONFIG`` (a list of files joined by
+``os.pathsep``, merged as client-go merges them: the first file that sets a name or the current context
+wins); else, in a pod (``KUBERNETES_SERVICE_HOST`` set), the service account (the token file is re-read
+every minute, as client-go re-reads bound, rotating tokens); else ``~/.kube/config``. ``--context``
+picks a context over ``current-context`` (and so needs a kubeconfig).
 
 Supported in a kubeconfig: a cluster's ``server``, ``certificate-authority(-data)``,
 ``insecure-skip-tls-verify`` and ``tls-server-name``; a user's ``token``, ``tokenFile``,
@@ -356,6 +357,8 @@ def resolve(
         if not existing:
             raise KubeconfigError(f"$KUBECONFIG={env['KUBECONFIG']}: none of these files exists")
         return _from_files(existing, context)
+    if env.get("KUBERNETES_SERVICE_HOST") and not context:  # in a pod: its service account
+        return _in_cluster(env, service_account)
     default = (home if home is not None else Path.home()) / ".kube" / "config"
     if default.exists():
         return _from_files([default], context)
