@@ -54,6 +54,7 @@ HOW = {
     "inference-autoscaler signals": "run",
     "inference-autoscaler simulate": "run",
     "inference-autoscaler backtest": "run",
+    "inference-autoscaler convert": "run",
 }
 
 
