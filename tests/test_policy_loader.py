@@ -542,3 +542,30 @@ spec:
     result = load_policies([path])
     assert [str(e).split(": ", 1)[1] for e in result.errors] == [
         "spec.metrics[0].name = slo: is reserved: a decision names the SLO's own proposal so; choose another name"]
+
+
+def test_keda_habits_are_understood_or_pointed_to_our_names(tmp_path: Path) -> None:
+    """Issue 14: a KEDA user's fallback means what it means in KEDA; KEDA's field names get a pointer."""
+    head = """apiVersion: inference-autoscaler.io/v1alpha1
+kind: ScalingPolicy
+metadata: {name: p, namespace: team-a}
+spec:
+  target: {apiVersion: apps/v1, kind: Deployment, name: d}
+  maxReplicas: 10
+  metrics:
+    - name: queue
+      source: {preset: vllm.queue_depth}
+      target: {type: AverageValue, averageValue: 5}
+"""
+    path = tmp_path / "p.yaml"
+    path.write_text(head + "  fallback: {failureThreshold: 3, replicas: 6}\n")
+    [policy] = load_policies([path]).policies
+    assert (policy.fallback.behavior.value, policy.fallback.replicas) == ("static", 6)  # KEDA's default behavior
+    path.write_text(head + "  fallback: {behavior: currentReplicas}\n")
+    [policy] = load_policies([path]).policies
+    assert policy.fallback.behavior.value == "hold"
+    path.write_text(head + "  pollingInterval: 15\n  cooldownPeriod: 300\n  minReplicaCount: 1\n")
+    errors = [str(e) for e in load_policies([path]).errors]
+    assert any("spec.pollingInterval = 15: KEDA's pollingInterval is spec.intervalSeconds here" in e for e in errors)
+    assert any("spec.cooldownPeriod = 300: KEDA's cooldownPeriod" in e for e in errors)
+    assert any("spec.minReplicaCount = 1: KEDA's minReplicaCount is spec.minReplicas here" in e for e in errors)

@@ -251,12 +251,28 @@ _SPEC = Obj(
         "fallback": Obj(
             fields={
                 "failureThreshold": Integer(minimum=0, maximum=10000),
-                "behavior": Enum(choices=("hold", "static", "currentReplicasIfHigher", "currentReplicasIfLower")),
+                "behavior": Enum(
+                    choices=("hold", "static", "currentReplicasIfHigher", "currentReplicasIfLower", "currentReplicas"),
+                    description="Default static when replicas is given (as KEDA), else hold; KEDA's "
+                    "currentReplicas is hold.",
+                ),
                 "replicas": Integer(minimum=0, maximum=INT32_MAX),
             },
         ),
     },
     required=("target", "maxReplicas"),
+    forbidden={  # KEDA's ScaledObject names, pointed to ours (`inference-autoscaler convert keda` converts)
+        "pollingInterval": "KEDA's pollingInterval is spec.intervalSeconds here",
+        "cooldownPeriod": "KEDA's cooldownPeriod (before the last step to zero) has no twin here: "
+        "spec.behavior.scaleDown.stabilizationWindowSeconds holds every step down",
+        "minReplicaCount": "KEDA's minReplicaCount is spec.minReplicas here",
+        "maxReplicaCount": "KEDA's maxReplicaCount is spec.maxReplicas here",
+        "scaleTargetRef": "KEDA's scaleTargetRef is spec.target here",
+        "triggers": "KEDA's triggers are spec.metrics here (a prometheus trigger: source.query and an "
+        "AverageValue target); inference-autoscaler convert keda converts a ScaledObject",
+        "advanced": "KEDA's advanced.horizontalPodAutoscalerConfig.behavior is spec.behavior here",
+        "idleReplicaCount": "no idle count here: minReplicas 0 with spec.wake scales to zero",
+    },
 )
 
 POLICY_DOCUMENT = Obj(

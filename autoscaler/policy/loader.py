@@ -325,6 +325,13 @@ def _metric(raw: Mapping[str, Any], index: int, issues: list[Issue]) -> MetricSp
     )
 
 
+def _fallback_behavior(raw: Mapping[str, Any]) -> str:
+    """KEDA's habits carried over: ``replicas`` alone means ``static`` (KEDA's default behavior), and
+    KEDA's ``currentReplicas`` is ``hold``; with neither, ``hold``."""
+    behavior = raw.get("behavior", "static" if "replicas" in raw else "hold")
+    return "hold" if behavior == "currentReplicas" else str(behavior)
+
+
 def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
     """Typed policy from a merged document that passed the schema; cross-field rules here."""
     issues: list[Issue] = []
@@ -372,7 +379,7 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
     raw_fallback = spec.get("fallback", {})
     fallback = Fallback(
         failure_threshold=int(raw_fallback.get("failureThreshold", 3)),
-        behavior=FallbackBehavior(raw_fallback.get("behavior", "hold")),
+        behavior=FallbackBehavior(_fallback_behavior(raw_fallback)),
         replicas=raw_fallback.get("replicas"),
     )
     if fallback.behavior is FallbackBehavior.HOLD:
