@@ -189,6 +189,18 @@ def test_render_custom_substitutes_and_confines() -> None:
     assert render_custom("sum(x{job={{target}}})", policy=policy) == 'sum(x{namespace="team-b",job="embedder"})'
 
 
+@pytest.mark.parametrize("spelling", ["{{%s}}", "${%s}", "<<%s>>", "<< .%s >>"])
+def test_placeholders_that_survive_helm_render_alike(spelling: str) -> None:
+    """Issue 14: a team shipping its policy inside its own Helm chart cannot write {{namespace}}."""
+    policy = make_policy()
+    ns, sel, target = (spelling % name for name in ("namespace", "selector", "target"))
+    template = f'sum(batch_jobs_pending{{ns="{ns}", {sel}}}) / count(up{{job={target}}})'
+    expected = render_custom('sum(batch_jobs_pending{ns="{{namespace}}", {{selector}}}) / count(up{job={{target}}})',
+                             policy=policy)
+    assert render_custom(template, policy=policy) == expected
+    assert render_custom(template.replace("namespace", "Namespace"), policy=policy) == expected
+
+
 @pytest.mark.parametrize("template", [
     'sum(x{namespace!="team-b"})', "sum(x) + sum(y offset 5m)", 'sum({__name__=~".+"})',
     "sum by (namespace) (rate(x[5m:1m]))", "topk(3, x) and on(pod) y", "x or {}", "sum(x) by (pod)",

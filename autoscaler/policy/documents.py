@@ -117,7 +117,10 @@ _SOURCE = Obj(
             where_listed="`inference-autoscaler schema` lists them",
             description="A named signal; see `inference-autoscaler schema`.",
         ),
-        "query": Text(description="A PromQL template with {{namespace}}, {{target}} and {{selector}} placeholders."),
+        "query": Text(
+            description="A PromQL template with {{namespace}}, {{target}} and {{selector}} placeholders "
+            "(or ${namespace} / <<namespace>>, which survive Helm templating)."
+        ),
         "matchLabels": StringMap(description="Extra label matchers that select the target's series."),
     },
 )

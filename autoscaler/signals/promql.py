@@ -10,7 +10,8 @@ Two builders:
   Series exported with ``exported_namespace``/``exported_pod`` (a scrape with ``honor_labels: false``)
   are renamed to ``namespace``/``pod`` with ``label_replace`` so both forms group alike.
 * :func:`render_custom`: a team's ``query:`` template with ``{{namespace}}``, ``{{target}}`` and
-  ``{{selector}}``. Placeholders inside a string literal are escaped for that literal; outside one,
+  ``{{selector}}`` (or ``${...}`` / ``<<...>>``, which survive Helm's templating when a team ships its
+  policy in its own chart). Placeholders inside a string literal are escaped for that literal; outside one,
   ``{{namespace}}``/``{{target}}`` become quoted literals and ``{{selector}}`` a matcher list (it must sit
   inside ``{...}``). Then **every** vector selector in the result gets ``namespace="<own namespace>"``
   added, so the query can only ever see its own namespace, whatever it says: matchers are ANDed, so
@@ -263,7 +264,18 @@ def inject_namespace(expr: str, namespace: str) -> str:
     return "".join(out)
 
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_]+)\s*\}\}")
+# {{namespace}}, and two spellings that survive a Helm chart's own templating (a team may ship its policy
+# inside its chart): ${namespace} and <<namespace>> (also <<.Namespace>>). PromQL has no "${" nor "<<".
+_PLACEHOLDER_RE = re.compile(
+    r"\{\{\s*([a-zA-Z_]+)\s*\}\}|\$\{\s*([a-zA-Z_]+)\s*\}|<<\s*\.?([a-zA-Z_]+)\s*>>"
+)
+
+
+_PLACEHOLDER = _PLACEHOLDER_RE
+
+
+def _placeholder_name(match: re.Match[str]) -> str:
+    return next(g for g in match.groups() if g is not None).lower()
 
 
 def _escape_in_string(value: str, delimiter: str) -> str:
@@ -293,7 +305,7 @@ def render_custom(template: str, *, policy: ScalingPolicy, match_labels: Mapping
         if in_string is None:
             match = _PLACEHOLDER.match(template, pos)
             if match is not None:
-                name = match.group(1)
+                name = _placeholder_name(match)
                 if name == "selector":
                     out.append(selector)
                 elif name in values:
@@ -311,7 +323,7 @@ def render_custom(template: str, *, policy: ScalingPolicy, match_labels: Mapping
             continue
         match = _PLACEHOLDER.match(template, pos)
         if match is not None:
-            name = match.group(1)
+            name = _placeholder_name(match)
             if name not in values:
                 raise PromQLTemplateError(f"{{{{{name}}}}} cannot be used inside a string literal")
             out.append(_escape_in_string(values[name], in_string))
