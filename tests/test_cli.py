@@ -313,3 +313,28 @@ def test_relative_times_may_follow_from_and_to_as_separate_words() -> None:
     assert join(["backtest", "--from", "--to", "now"]) == ["backtest", "--from", "--to", "now"]  # not a time
     assert join(["simulate", "--out", "--to"]) == ["simulate", "--out", "--to"]
     assert join(["backtest", "--from"]) == ["backtest", "--from"]
+
+
+def test_configuration_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14, CLI manners: no traceback and no retry loop on a configuration error."""
+    import socket
+
+    assert main(["signals", "--policies", "policies/", "--prometheus", "localhost:9090"]) == 2
+    assert "--prometheus localhost:9090: a URL such as http://prometheus:9090 is required" in capsys.readouterr().err
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "c", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c"}}],
+    }))
+    base = ["run", "--prometheus", "http://127.0.0.1:9", "--kubeconfig", str(kubeconfig), "--no-leader-elect",
+            "--dry-run"]
+    assert main([*base, "--policies", str(tmp_path / "nope")]) == 2
+    assert "not a readable directory" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main([*base, "--policies", "policies/", "--listen", f"127.0.0.1:{port}"]) == 2
+    assert f"--listen 127.0.0.1:{port}: cannot listen" in capsys.readouterr().err

@@ -105,13 +105,23 @@ def add_prometheus_arguments(parser: Any, *, required: bool = True) -> None:
 
 
 def prometheus_config(args: argparse.Namespace) -> Any:
+    """The Prometheus flags as a config; a URL without a scheme or an unreadable password file is a
+    :class:`ConfigurationError` (exit 2) at once, not a retry loop."""
+    from urllib.parse import urlsplit
+
     from autoscaler.prometheus import PrometheusConfig
 
+    url = urlsplit(args.prometheus)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigurationError(f"--prometheus {args.prometheus}: a URL such as http://prometheus:9090 is required")
     basic: tuple[str, str] | None = None
     if args.basic_auth:
         user, _, password_file = args.basic_auth.partition(":")
-        with open(password_file, encoding="utf-8") as handle:
-            basic = (user, handle.read().strip())
+        try:
+            with open(password_file, encoding="utf-8") as handle:
+                basic = (user, handle.read().strip())
+        except OSError as exc:
+            raise ConfigurationError(f"--basic-auth: cannot read {password_file}: {exc.strerror or exc}") from None
     return PrometheusConfig(
         url=args.prometheus,
         timeout_s=args.timeout,

@@ -104,6 +104,10 @@ async def _serve(args: argparse.Namespace) -> int:
         log.error("cannot load Kubernetes configuration: %s", exc)
         return Exit.USAGE
     kube = KubeClient(kube_config, observe=telemetry.observe_kube)
+    if not os.path.isdir(args.policies) or not os.access(args.policies, os.R_OK | os.X_OK):
+        log.error("--policies %s: not a readable directory", args.policies)
+        await kube.close()
+        return Exit.USAGE
     policies = PolicyDirectory(args.policies, namespaces=[n for n in args.namespaces.split(",") if n])
     elector = None
     if args.leader_elect and not args.dry_run:  # a dry run never competes for the lease
@@ -157,7 +161,16 @@ async def _serve(args: argparse.Namespace) -> int:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = args.listen.rpartition(":")
-    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    try:
+        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        log.error("--listen %s: cannot listen: %s", args.listen, exc.strerror or exc)
+        await runner.cleanup()
+        if metrics_api is not None:
+            await metrics_api.close()
+        await prometheus.close()
+        await kube.close()
+        return Exit.USAGE
     log.info(
         "started",
         extra={
