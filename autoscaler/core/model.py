@@ -165,6 +165,7 @@ class Reason(str, Enum):
     SCALING_DISABLED = "ScalingDisabled"
     METRICS_UNAVAILABLE = "FailedGetExternalMetric"
     FALLBACK = "Fallback"
+    PAUSED = "Paused"  # set by the service, not the core: writes frozen by the policy's annotations
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,6 +215,22 @@ class WarmPool:
     placeholder: Placeholder | None = None
 
 
+PAUSED_ANNOTATION = "inference-autoscaler.io/paused"
+PAUSED_REPLICAS_ANNOTATION = "inference-autoscaler.io/paused-replicas"
+KEDA_PAUSE_ANNOTATIONS = {  # KEDA's names, accepted as they are
+    "autoscaling.keda.sh/paused": PAUSED_ANNOTATION,
+    "autoscaling.keda.sh/paused-replicas": PAUSED_REPLICAS_ANNOTATION,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Writes frozen by the policy's annotations: at the current count, or set once to ``replicas``.
+    The core still decides (reported as what it would do); the service writes nothing else."""
+
+    replicas: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Wake:
     """Scale to zero: the metric that exists at zero replicas (e.g. a gateway's queue) wakes the target."""
@@ -285,6 +301,7 @@ class ScalingPolicy:
     warm_pool: WarmPool | None = None
     wake: Wake | None = None
     slo: Slo | None = None
+    pause: Pause | None = None
 
     @property
     def signals(self) -> tuple[MetricSpec, ...]:

@@ -38,6 +38,9 @@ from autoscaler.core.policy import (
     API_VERSION,
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
+    KEDA_PAUSE_ANNOTATIONS,
+    PAUSED_ANNOTATION,
+    PAUSED_REPLICAS_ANNOTATION,
     SLO_INPUT_TARGET,
     Behavior,
     ColdStart,
@@ -47,6 +50,7 @@ from autoscaler.core.policy import (
     MetricSpec,
     MetricTarget,
     Mode,
+    Pause,
     Placeholder,
     Predictive,
     RuleType,
@@ -65,7 +69,7 @@ from autoscaler.core.quantity import parse_quantity, parse_quantity_milli
 from autoscaler.errors import PolicyError
 from autoscaler.policy.documents import KINDS, POLICY_DOCUMENT
 from autoscaler.policy.reader import DuplicateKey, ReadRefused, compose, read_text
-from autoscaler.policy.schema import NO_VALUE, Issue, check, did_you_mean
+from autoscaler.policy.schema import INT32_MAX, NO_VALUE, Issue, check, did_you_mean
 from autoscaler.presets import PRESETS, Aggregation
 
 __all__ = [
@@ -325,6 +329,26 @@ def _metric(raw: Mapping[str, Any], index: int, issues: list[Issue]) -> MetricSp
     )
 
 
+def _pause(annotations: Mapping[str, str], issues: list[Issue]) -> Pause | None:
+    """``inference-autoscaler.io/paused: "true"`` freezes writes; ``.../paused-replicas: "N"`` sets the
+    target to N once and freezes it there (KEDA's ``autoscaling.keda.sh/...`` names work too)."""
+    given = {KEDA_PAUSE_ANNOTATIONS.get(key, key): (key, value) for key, value in annotations.items()}
+    paused, count = given.get(PAUSED_ANNOTATION), given.get(PAUSED_REPLICAS_ANNOTATION)
+    if paused is not None and paused[1].strip().lower() not in ("true", "false"):
+        issues.append(Issue(("metadata", "annotations", paused[0]), paused[1], "must be \"true\" or \"false\""))
+        return None
+    replicas = None
+    if count is not None:
+        text = count[1].strip()
+        if not text.isdigit() or int(text) > INT32_MAX:
+            issues.append(Issue(("metadata", "annotations", count[0]), count[1], "must be a replica count (0..2^31-1)"))
+            return None
+        replicas = int(text)
+    if replicas is None and (paused is None or paused[1].strip().lower() != "true"):
+        return None
+    return Pause(replicas)
+
+
 def _fallback_behavior(raw: Mapping[str, Any]) -> str:
     """KEDA's habits carried over: ``replicas`` alone means ``static`` (KEDA's default behavior), and
     KEDA's ``currentReplicas`` is ``hold``; with neither, ``hold``."""
@@ -404,6 +428,7 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
         scale_up=_rules(raw_behavior.get("scaleUp"), DEFAULT_SCALE_UP),
         scale_down=_rules(raw_behavior.get("scaleDown"), DEFAULT_SCALE_DOWN),
     )
+    pause = _pause(meta.get("annotations") or {}, issues)
     if issues:
         raise _Invalid(issues)
     target = spec["target"]
@@ -425,6 +450,7 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
         warm_pool=warm_pool,
         wake=wake,
         slo=slo,
+        pause=pause,
     )
 
 
@@ -1029,6 +1055,10 @@ def policy_to_document(policy: ScalingPolicy) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": policy.name, "namespace": policy.namespace}
     if policy.labels:
         metadata["labels"] = dict(policy.labels)
+    if policy.pause is not None:  # the round trip keeps the pause (as the canonical annotation names)
+        metadata["annotations"] = {PAUSED_ANNOTATION: "true"} | (
+            {PAUSED_REPLICAS_ANNOTATION: str(policy.pause.replicas)} if policy.pause.replicas is not None else {}
+        )
     return {
         "apiVersion": API_VERSION,
         "kind": "ScalingPolicy",

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
@@ -85,6 +85,7 @@ class WriteOutcome(str, Enum):
     FAILED = "failed"
     LOST_LEADERSHIP = "lost-leadership"
     TARGET_OWNED = "target-owned"  # another policy scales the target: this one is refused, never runs
+    PAUSED = "paused"  # the policy's annotations freeze writes: the decision is reported, not written
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ OUTCOMES: Mapping[WriteOutcome, OutcomeReport] = {
     WriteOutcome.FAILED: OutcomeReport("Warning", "FailedRescale", "error", False),
     WriteOutcome.LOST_LEADERSHIP: OutcomeReport(None, "", None, False),  # a leader no more sends nothing
     WriteOutcome.TARGET_OWNED: OutcomeReport("Warning", "TargetConflict", None, True),
+    WriteOutcome.PAUSED: OutcomeReport("Normal", "Paused", None, True),
 }
 
 
@@ -420,6 +422,40 @@ class Controller:
             state = acknowledge(state, decision=decision, policy=policy, now=now)
             return WriteOutcome.WRITTEN, "", conflicts, reading, view, decision, state
 
+    async def _paused(
+        self, policy: ScalingPolicy, view: ScaleView, decision: Decision
+    ) -> tuple[WriteOutcome, str, Decision]:
+        """Writes frozen by the policy's annotations. With ``paused-replicas`` the target is set to that
+        count once (one write, no re-deciding on a conflict: the next tick tries again), then held; the
+        core's own decision is reported as what the policy would do."""
+        pause = policy.pause
+        assert pause is not None
+        would = f"the policy would scale to {decision.desired_replicas} ({decision.reason.value}: {decision.message})"
+        if pause.replicas is None or view.spec_replicas == pause.replicas:
+            held = view.spec_replicas if pause.replicas is None else pause.replicas
+            if decision.desired_replicas == held:
+                return WriteOutcome.NONE, "", decision
+            return WriteOutcome.PAUSED, f"paused by annotation at {view.spec_replicas}; {would}", decision
+        pinned = replace(
+            decision,
+            desired_replicas=pause.replicas,
+            reason=Reason.PAUSED,
+            message=f"paused at {pause.replicas} by annotation; {would}",
+        )
+        hpas, hpa_error = await self._hpas(policy)
+        if hpa_error or hpas:
+            why = hpa_error or f"HPA {', '.join(hpas)} manages it"
+            return WriteOutcome.HPA_CHECK_FAILED, f"refusing to set the paused count: {why}", pinned
+        try:
+            await self.actuator.write_scale(
+                policy.namespace, policy.target, view, pause.replicas, guard=self.leadership.is_leader
+            )
+        except KubeGuardFailed as exc:
+            return WriteOutcome.LOST_LEADERSHIP, f"lost leadership: {exc}", pinned
+        except KubeError as exc:  # a conflict too: the next tick reads again and retries
+            return WriteOutcome.FAILED, f"setting the paused count failed: {exc}", pinned
+        return WriteOutcome.WRITTEN, "", pinned
+
     async def _report_outcome(
         self, policy: ScalingPolicy, outcome: WriteOutcome, error: str, decision: Decision, uid: str
     ) -> None:
@@ -457,7 +493,12 @@ class Controller:
         decision, state = step(reading, entry.state, policy, now, assume_applied=False)
         writes = policy.mode is Mode.PATCH and not self.settings.dry_run
         outcome, error, conflicts = WriteOutcome.NONE, "", 0
-        if writes and decision.changes_scale and leader:
+        self.telemetry.paused.labels(policy.namespace, policy.name).set(1 if policy.pause is not None else 0)
+        if writes and leader and policy.pause is not None:
+            outcome, error, decision = await self._paused(policy, view, decision)
+            if outcome is not WriteOutcome.NONE:
+                await self._report_outcome(policy, outcome, error, decision, view.uid)
+        elif writes and decision.changes_scale and leader:
             outcome, error, conflicts, reading, view, decision, state = await self._write(
                 entry, readings, now, reading, view, decision, state
             )

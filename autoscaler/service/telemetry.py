@@ -146,6 +146,12 @@ class Telemetry:
         self.leader = Gauge("inference_autoscaler_leader", "1 while this replica holds the lease.", registry=r)
         self.policies = Gauge("inference_autoscaler_policies", "Policies loaded.", registry=r)
         self.policy_errors = Gauge("inference_autoscaler_policy_errors", "Errors in the policy files.", registry=r)
+        self.paused = Gauge(
+            "inference_autoscaler_paused",
+            "1 while the policy's annotations freeze its writes (paused, or paused at paused-replicas).",
+            ("namespace", "policy"),
+            registry=r,
+        )
         self.target_conflicts = Counter(
             "inference_autoscaler_target_conflicts",
             "Reports of a policy refused because another policy already scales its target.",

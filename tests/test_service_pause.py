@@ -1,0 +1,80 @@
+"""Pause (issue 14, item 2): a policy's annotations freeze its writes, optionally at a given count, with
+KEDA's annotation names accepted; the decision is still made and reported (a Normal Paused Event and
+``inference_autoscaler_paused``), and removing the annotation resumes scaling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kube_standin import KubeStandIn
+from service_harness import ScriptedSignals, make_controller, policy_text
+
+from autoscaler.policy import load_policies
+from autoscaler.service.controller import WriteOutcome
+
+T0 = 1_800_000_000.0
+
+
+def annotated(annotations: dict[str, str]) -> str:
+    pairs = ", ".join(f'"{k}": "{v}"' for k, v in annotations.items())
+    return policy_text().replace("namespace: team-a}", f"namespace: team-a, annotations: {{{pairs}}}}}", 1)
+
+
+def replicas(kube: KubeStandIn) -> int:
+    return int(kube.get_object("apps", "v1", "deployments", "team-a", "chat-llm")["spec"]["replicas"])
+
+
+def events(kube: KubeStandIn) -> list[tuple[str, str]]:
+    return [(e["type"], e["reason"]) for e in kube.list_objects("", "v1", "events", "team-a")]
+
+
+@pytest.mark.parametrize("key", ["inference-autoscaler.io/paused", "autoscaling.keda.sh/paused"])
+async def test_paused_freezes_writes_and_resuming_scales(tmp_path: Path, key: str) -> None:
+    (tmp_path / "chat.yaml").write_text(annotated({key: "true"}))
+    signals = ScriptedSignals()
+    signals.set("team-a/chat", queue=40)  # 40 / 5 per replica: 8, at most 6 from 2 (HPA's default rate)
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        controller, client = make_controller(kube.url, tmp_path, signals)
+        (record,) = await controller.tick(T0)
+        assert record.outcome is WriteOutcome.PAUSED and not record.wrote and replicas(kube) == 2
+        assert record.decision is not None and record.decision.desired_replicas == 6  # still decided
+        assert "the policy would scale to 6" in record.error
+        assert events(kube) == [("Normal", "Paused")]
+        paused = controller.telemetry.registry.get_sample_value(
+            "inference_autoscaler_paused", {"namespace": "team-a", "policy": "chat"})
+        assert paused == 1.0
+        (tmp_path / "chat.yaml").write_text(policy_text())  # the annotation removed: scaling resumes
+        (record,) = await controller.tick(T0 + 15)
+        await client.close()
+        assert record.outcome is WriteOutcome.WRITTEN and replicas(kube) == 6
+
+
+async def test_paused_replicas_sets_the_count_once_then_holds_it(tmp_path: Path) -> None:
+    (tmp_path / "chat.yaml").write_text(annotated({"autoscaling.keda.sh/paused-replicas": "5"}))
+    signals = ScriptedSignals()
+    signals.set("team-a/chat", queue=40)
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        controller, client = make_controller(kube.url, tmp_path, signals)
+        (first,) = await controller.tick(T0)
+        (second,) = await controller.tick(T0 + 15)
+        await client.close()
+        puts = [r for r in kube.requests if r.method == "PUT" and r.path.endswith("/scale")]
+    assert first.outcome is WriteOutcome.WRITTEN and replicas(kube) == 5 and len(puts) == 1
+    assert first.decision is not None and first.decision.reason.value == "Paused"
+    assert second.outcome is WriteOutcome.PAUSED and second.decision is not None
+    assert second.decision.desired_replicas == 8  # what the policy would do, reported, not written
+
+
+def test_pause_annotations_are_validated(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(annotated({"inference-autoscaler.io/paused": "yes"}))
+    said = [str(e).split(": ", 1)[1] for e in load_policies([path]).errors]
+    assert said == ['metadata.annotations.inference-autoscaler.io/paused = yes: must be "true" or "false"']
+    path.write_text(annotated({"inference-autoscaler.io/paused-replicas": "-1"}))
+    assert "must be a replica count" in str(load_policies([path]).errors[0])
+    path.write_text(annotated({"inference-autoscaler.io/paused": "false"}))
+    [policy] = load_policies([path]).policies
+    assert policy.pause is None
