@@ -155,3 +155,69 @@ async def test_an_exec_plugin_token_reaches_the_api(tmp_path: Path) -> None:
             await client.close()
     assert scale["spec"]["replicas"] == 2
     assert [r.user for r in kube.requests] == ["Bearer exec-1-x"]
+
+
+def test_kubeconfig_values_are_read_as_strictly_as_client_go(tmp_path: Path) -> None:
+    quoted = kubeconfig(tmp_path / "q", cluster_extra={"insecure-skip-tls-verify": "false"})
+    with pytest.raises(KubeconfigError, match=r"insecure-skip-tls-verify = 'false': must be true or false"):
+        resolve(str(quoted))  # a quoted "false" once read as true: verification off
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "token").write_text("from-file\n")
+    relative = kubeconfig(tmp_path / "sub" / "config", user={"tokenFile": "token"})
+    assert resolve(str(relative)).tokens.token() == "from-file"  # type: ignore[union-attr]
+    odd = tmp_path / "odd"
+    odd.write_text(yaml.safe_dump({"current-context": "c", "contexts": [{"name": "c", "context": {"cluster": ["x"]}}],
+                                   "clusters": [], "users": []}))
+    with pytest.raises(KubeconfigError, match=r"contexts\[c\]\.cluster = \['x'\]: must be a name"):
+        resolve(str(odd))
+    with pytest.raises(KubeconfigError, match=r"exec\.env: must be a list of \{name, value\} strings"):
+        resolve(str(kubeconfig(tmp_path / "e", user={"exec": {"command": "x", "env": ["A=1"]}})))
+
+
+def test_in_a_pod_without_a_token_the_home_kubeconfig_is_used(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    kubeconfig(home / ".kube" / "config", name="home")
+    in_pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    endpoint = resolve(env=in_pod, home=home, service_account=tmp_path / "no-account")
+    assert endpoint.tokens.token() == "token-home"  # type: ignore[union-attr]
+
+
+async def test_a_401_fetches_a_fresh_exec_credential_once(tmp_path: Path) -> None:
+    spec, calls = _plugin(tmp_path, expiry="2999-01-01T00:00:00Z")
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        kube.fail_next("GET", r"/chat-llm/scale$", 401)  # the cached token was revoked
+        client = KubeClient(KubeConfig.load(str(kubeconfig(tmp_path / "c", server=kube.url, user={"exec": spec}))))
+        try:
+            await client.request("GET", "/apis/apps/v1/namespaces/team-a/deployments/chat-llm/scale")
+        finally:
+            await client.close()
+    assert [r.user for r in kube.requests] == ["Bearer exec-1-x", "Bearer exec-2-x"]
+    assert len(calls.read_text().splitlines()) == 2
+
+
+async def test_a_slow_exec_plugin_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    script = tmp_path / "slow.py"
+    script.write_text("import json, time\ntime.sleep(1.0)\nprint(json.dumps({'status': {'token': 'slow'}}))\n")
+    source = ExecToken("c", {"command": sys.executable, "args": [str(script)]})
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        client = KubeClient(KubeConfig(host=kube.url, token_refresh=source.token, retries=0))
+        beats = 0
+
+        async def heartbeat() -> None:
+            nonlocal beats
+            while True:
+                await asyncio.sleep(0.05)
+                beats += 1
+
+        beating = asyncio.create_task(heartbeat())
+        try:
+            await client.request("GET", "/apis/apps/v1/namespaces/team-a/deployments/chat-llm/scale")
+        finally:
+            beating.cancel()
+            await client.close()
+    assert beats >= 10  # the loop kept running (the lease's renewals, the probes) while the plugin ran

@@ -102,6 +102,8 @@ class KubeConfig:
     host: str
     token: str | None = None
     token_refresh: Callable[[], str | None] | None = None
+    token_invalidate: Callable[[], None] | None = None
+    """Forget a cached credential (after a 401: the next request fetches a fresh one)."""
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -120,12 +122,13 @@ class KubeConfig:
     def load(kubeconfig: str | None = None, *, context: str | None = None) -> KubeConfig:
         """From ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``, else the pod's service
         account (:func:`autoscaler.service.kubeconfig.resolve`)."""
-        from autoscaler.service.kubeconfig import resolve
+        from autoscaler.service.kubeconfig import KubeconfigError, resolve
 
         endpoint = resolve(kubeconfig, context=context)
-        return KubeConfig(
+        config = KubeConfig(
             host=endpoint.host,
             token_refresh=endpoint.tokens.token if endpoint.tokens is not None else None,
+            token_invalidate=endpoint.tokens.invalidate if endpoint.tokens is not None else None,
             ca_file=endpoint.ca_file,
             cert_file=endpoint.cert_file,
             key_file=endpoint.key_file,
@@ -133,6 +136,11 @@ class KubeConfig:
             server_name=endpoint.server_name,
             basic=endpoint.basic,
         )
+        try:
+            KubeClient(config)._ssl()  # unusable TLS files are a configuration error now, not at the first call
+        except KubeError as exc:
+            raise KubeconfigError(f"{endpoint.source}: {exc.message}") from None
+        return config
 
 
 class KubeClient:
@@ -153,13 +161,21 @@ class KubeClient:
         self._observe = observe  # (verb, seconds, outcome) for metrics
 
     def _ssl(self) -> ssl.SSLContext | bool:
+        """The TLS context: the CA (or the system's), our client certificate when there is one (also with
+        ``insecure-skip-tls-verify``, as client-go presents it then). Bad files raise :class:`KubeError`."""
         if not self.config.host.startswith("https"):
             return False
-        if not self.config.verify:
-            return False
-        context = ssl.create_default_context(cafile=self.config.ca_file)
-        if self.config.cert_file:
-            context.load_cert_chain(self.config.cert_file, self.config.key_file)
+        try:
+            if self.config.verify:
+                context = ssl.create_default_context(cafile=self.config.ca_file)
+            else:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if self.config.cert_file:
+                context.load_cert_chain(self.config.cert_file, self.config.key_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise KubeError(0, "ClientConfig", f"cannot use the TLS files: {exc}") from None
         return context
 
     async def _client(self) -> aiohttp.ClientSession:
@@ -173,9 +189,20 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
 
-    def _headers(self, content_type: str | None) -> dict[str, str]:
+    async def _token(self) -> str | None:
+        """The bearer token. A refreshing source (a token file, an exec plugin) runs off the event loop:
+        a plugin that takes seconds must not stall the lease's renewals or the probes."""
+        if self.config.token_refresh is None:
+            return self.config.token
+        try:
+            return await asyncio.to_thread(self.config.token_refresh)
+        except AutoscalerError as exc:  # a plugin that fails, a token file that vanished
+            raise KubeError(0, "Credentials", str(exc)) from None
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise KubeError(0, "Credentials", f"{type(exc).__name__}: {exc}") from None
+
+    def _headers(self, content_type: str | None, token: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.config.user_agent, **self.config.headers}
-        token = self.config.token_refresh() if self.config.token_refresh else self.config.token
         if token:
             token = token.strip()
             headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
@@ -217,7 +244,11 @@ class KubeClient:
             content_type = "application/json"
         url = f"{self.config.host}{path}"
         last: KubeError | None = None
-        for attempt in range(self.config.retries + 1):
+        refreshed = False
+        attempt = -1
+        while attempt < self.config.retries:
+            attempt += 1
+            token = await self._token()  # before the guard: obtaining it may take time
             if guard is not None and not guard():
                 raise KubeGuardFailed(
                     0,
@@ -233,7 +264,7 @@ class KubeClient:
                     url,
                     json=body,
                     params=params,
-                    headers=self._headers(content_type),
+                    headers=self._headers(content_type, token),
                     server_hostname=self.config.server_name,  # a kubeconfig's tls-server-name
                 ) as response:
                     payload: Any = None
@@ -261,6 +292,11 @@ class KubeClient:
                         return payload
                     error = self._error(response.status, payload, method, path)
                     self._record(method, started, outcome)
+                    if response.status == 401 and not refreshed and self.config.token_invalidate is not None:
+                        self.config.token_invalidate()  # client-go drops a cached credential on a 401, asks again
+                        refreshed = True
+                        attempt -= 1  # the retry with a fresh credential is not one of the retries
+                        continue
                     if response.status not in _RETRYABLE or attempt == self.config.retries:
                         raise error
                     last = error

@@ -21,7 +21,9 @@ YAML read and the exec-credential protocol, both short and specified.
 
 from __future__ import annotations
 
+import atexit
 import base64
+import contextlib
 import json
 import os
 import stat
@@ -58,6 +60,9 @@ class TokenSource:
     def token(self) -> str | None:
         raise NotImplementedError
 
+    def invalidate(self) -> None:
+        """Forget what is cached (the API answered 401): the next :meth:`token` fetches it again."""
+
 
 @dataclass
 class FixedToken(TokenSource):
@@ -87,6 +92,9 @@ class FileToken(TokenSource):
             self._read_at = now
         return self._value
 
+    def invalidate(self) -> None:
+        self._read_at = -float("inf")
+
 
 @dataclass
 class ExecToken(TokenSource):
@@ -108,6 +116,10 @@ class ExecToken(TokenSource):
             if not fresh:
                 self._value, self._expires = self._run()
             return self._value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._value, self._expires = None, None
 
     def _run(self) -> tuple[str | None, float | None]:
         spec = self.spec
@@ -133,6 +145,7 @@ class ExecToken(TokenSource):
                 env=env,
                 capture_output=True,
                 text=True,
+                errors="replace",
                 timeout=EXEC_TIMEOUT_S,
                 stdin=subprocess.DEVNULL,
             )
@@ -144,7 +157,12 @@ class ExecToken(TokenSource):
                 f"{self.where}.exec: {command} exited {done.returncode}: {done.stderr.strip()[-500:]}"
             )
         try:
-            status = json.loads(done.stdout)["status"]
+            printed = json.loads(done.stdout)
+            if printed.get("apiVersion") not in (None, api_version):
+                raise KubeconfigError(
+                    f"{self.where}.exec: {command} answered {printed.get('apiVersion')}, asked for {api_version}"
+                )
+            status = printed["status"]
             token = status.get("token")
             expiry = status.get("expirationTimestamp")
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -211,6 +229,28 @@ def _named(data: Mapping[str, Any], key: str, path: Path) -> dict[str, tuple[dic
     return out
 
 
+def _flag(entry: Mapping[str, Any], key: str, where: str) -> bool:
+    """A YAML boolean, strictly: client-go refuses a quoted "false" (a string would read as true here)."""
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise KubeconfigError(f"{where}.{key} = {value!r}: must be true or false (unquoted)")
+    return value
+
+
+def _text(entry: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise KubeconfigError(f"{where}.{key} = {value!r}: must be a string")
+    return value
+
+
+def _remove(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
 def _file_or_data(entry: Mapping[str, Any], key: str, base: Path, where: str) -> str | None:
     """A file path (relative to the kubeconfig's folder) or ``key-data`` written to a private file."""
     data = entry.get(f"{key}-data")
@@ -220,6 +260,7 @@ def _file_or_data(entry: Mapping[str, Any], key: str, base: Path, where: str) ->
         except ValueError:
             raise KubeconfigError(f"{where}.{key}-data: not base64") from None
         handle, name = tempfile.mkstemp(prefix="kubeconfig-", suffix=".pem")
+        atexit.register(_remove, name)  # keys must not outlive the process
         os.fchmod(handle, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(handle, "wb") as out:
             out.write(raw)
@@ -244,7 +285,10 @@ def _from_files(paths: list[Path], context: str | None) -> Endpoint:
         for key, into in (("clusters", clusters), ("users", users), ("contexts", contexts)):
             for entry_name, entry in _named(data, key, path).items():
                 into.setdefault(entry_name, entry)
-        current = current or data.get("current-context") or None
+        given = data.get("current-context") or None
+        if given is not None and not isinstance(given, str):
+            raise KubeconfigError(f"{path}: current-context = {given!r}: must be a context's name")
+        current = current or given
     shown = os.pathsep.join(str(p) for p in paths)
     chosen = context or current
     if not chosen:
@@ -256,6 +300,9 @@ def _from_files(paths: list[Path], context: str | None) -> Endpoint:
         raise KubeconfigError(f"{shown}: no context {name!r} (contexts: {', '.join(contexts) or 'none'})")
     ctx, _ = contexts[name]
     cluster_name, user_name = ctx.get("cluster"), ctx.get("user")
+    for key, value in (("cluster", cluster_name), ("user", user_name)):
+        if value is not None and not isinstance(value, str):
+            raise KubeconfigError(f"{shown}: contexts[{name}].{key} = {value!r}: must be a name")
     if cluster_name not in clusters:
         raise KubeconfigError(f"{shown}: context {name!r} names cluster {cluster_name!r}, which is not defined")
     cluster, cluster_file = clusters[cluster_name]
@@ -282,6 +329,15 @@ def _from_files(paths: list[Path], context: str | None) -> Endpoint:
         exec_spec = user["exec"]
         if not isinstance(exec_spec, dict):
             raise KubeconfigError(f"{who}.exec must be a mapping")
+        command = exec_spec.get("command")
+        if isinstance(command, str) and "/" in command and not Path(command).is_absolute():
+            exec_spec = {**exec_spec, "command": str(user_file.parent / command)}  # as client-go resolves it
+        env_list = exec_spec.get("env") or []
+        if not isinstance(env_list, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("value"), str)
+            for e in env_list
+        ):
+            raise KubeconfigError(f"{who}.exec.env: must be a list of {{name, value}} strings")
         tokens = ExecToken(
             who,
             exec_spec,
@@ -297,7 +353,8 @@ def _from_files(paths: list[Path], context: str | None) -> Endpoint:
     elif user.get("token"):
         tokens = FixedToken(str(user["token"]))
     elif user.get("tokenFile"):
-        tokens = FileToken(Path(str(user["tokenFile"])).expanduser())
+        token_file = Path(str(user["tokenFile"])).expanduser()
+        tokens = FileToken(token_file if token_file.is_absolute() else user_file.parent / token_file)
     basic = None
     if user.get("username") and user.get("password"):
         basic = (str(user["username"]), str(user["password"]))
@@ -312,8 +369,8 @@ def _from_files(paths: list[Path], context: str | None) -> Endpoint:
         ca_file=_file_or_data(cluster, "certificate-authority", cluster_file.parent, where),
         cert_file=cert,
         key_file=key_file,
-        verify=not cluster.get("insecure-skip-tls-verify", False),
-        server_name=cluster.get("tls-server-name") or None,
+        verify=not _flag(cluster, "insecure-skip-tls-verify", where),
+        server_name=_text(cluster, "tls-server-name", where),
         basic=basic,
         source=f"{shown} (context {name})",
     )
@@ -357,9 +414,13 @@ def resolve(
         if not existing:
             raise KubeconfigError(f"$KUBECONFIG={env['KUBECONFIG']}: none of these files exists")
         return _from_files(existing, context)
-    if env.get("KUBERNETES_SERVICE_HOST") and not context:  # in a pod: its service account
-        return _in_cluster(env, service_account)
     default = (home if home is not None else Path.home()) / ".kube" / "config"
+    if env.get("KUBERNETES_SERVICE_HOST") and not context:  # in a pod: its service account
+        try:
+            return _in_cluster(env, service_account)
+        except KubeconfigError:
+            if not default.exists():  # no token mounted and nothing else: say why in-cluster failed
+                raise
     if default.exists():
         return _from_files([default], context)
     if context:
