@@ -40,11 +40,14 @@ async def test_paused_freezes_writes_and_resuming_scales(tmp_path: Path, key: st
         (record,) = await controller.tick(T0)
         assert record.outcome is WriteOutcome.PAUSED and not record.wrote and replicas(kube) == 2
         assert record.decision is not None and record.decision.desired_replicas == 6  # still decided
-        assert "the policy would scale to 6" in record.error
+        assert record.error == "paused by annotation at 2: writes are frozen"  # stable: one Event, counted
         assert events(kube) == [("Normal", "Paused")]
         paused = controller.telemetry.registry.get_sample_value(
             "inference_autoscaler_paused", {"namespace": "team-a", "policy": "chat"})
         assert paused == 1.0
+        signals.set("team-a/chat", queue=60)  # another decision, the same pause: one Event, counted
+        await controller.tick(T0 + 5)
+        assert events(kube) == [("Normal", "Paused")]
         (tmp_path / "chat.yaml").write_text(policy_text())  # the annotation removed: scaling resumes
         (record,) = await controller.tick(T0 + 15)
         await client.close()
@@ -75,6 +78,10 @@ def test_pause_annotations_are_validated(tmp_path: Path) -> None:
     assert said == ['metadata.annotations.inference-autoscaler.io/paused = yes: must be "true" or "false"']
     path.write_text(annotated({"inference-autoscaler.io/paused-replicas": "-1"}))
     assert "must be a replica count" in str(load_policies([path]).errors[0])
+    path.write_text(annotated({"inference-autoscaler.io/paused-replicas": "0"}))  # min is 1
+    assert "must be within minReplicas (1) and maxReplicas (20)" in str(load_policies([path]).errors[0])
+    path.write_text(annotated({"inference-autoscaler.io/paused": "true"}).replace("mode: patch", "mode: external"))
+    assert "pause freezes writes: mode external writes nothing" in str(load_policies([path]).errors[0])
     path.write_text(annotated({"inference-autoscaler.io/paused": "false"}))
     [policy] = load_policies([path]).policies
     assert policy.pause is None

@@ -429,6 +429,13 @@ def _build(data: Mapping[str, Any], source: str) -> ScalingPolicy:
         scale_down=_rules(raw_behavior.get("scaleDown"), DEFAULT_SCALE_DOWN),
     )
     pause = _pause(meta.get("annotations") or {}, issues)
+    if pause is not None and spec.get("mode", "patch") != "patch":
+        issues.append(Issue(("metadata", "annotations"), NO_VALUE, f"pause freezes writes: mode {spec.get('mode')} "
+                            "writes nothing (pause the HPA or KEDA object that acts on the published values)"))
+    if pause is not None and pause.replicas is not None and not min_replicas <= pause.replicas <= max_replicas:
+        issues.append(Issue(("metadata", "annotations", PAUSED_REPLICAS_ANNOTATION), pause.replicas,
+                            f"must be within minReplicas ({min_replicas}) and maxReplicas ({max_replicas}): a count "
+                            "outside them would stay after the pause (0 turns HPA-style scaling off)"))
     if issues:
         raise _Invalid(issues)
     target = spec["target"]

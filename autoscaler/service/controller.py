@@ -430,12 +430,14 @@ class Controller:
         core's own decision is reported as what the policy would do."""
         pause = policy.pause
         assert pause is not None
-        would = f"the policy would scale to {decision.desired_replicas} ({decision.reason.value}: {decision.message})"
         if pause.replicas is None or view.spec_replicas == pause.replicas:
             held = view.spec_replicas if pause.replicas is None else pause.replicas
             if decision.desired_replicas == held:
                 return WriteOutcome.NONE, "", decision
-            return WriteOutcome.PAUSED, f"paused by annotation at {view.spec_replicas}; {would}", decision
+            # one stable message, so that the Event's count goes up instead of a new Event each tick; what
+            # the policy would do is in the decision (the log line and the published values)
+            return WriteOutcome.PAUSED, f"paused by annotation at {view.spec_replicas}: writes are frozen", decision
+        would = f"the policy would scale to {decision.desired_replicas} ({decision.reason.value}: {decision.message})"
         pinned = replace(
             decision,
             desired_replicas=pause.replicas,
@@ -443,9 +445,11 @@ class Controller:
             message=f"paused at {pause.replicas} by annotation; {would}",
         )
         hpas, hpa_error = await self._hpas(policy)
-        if hpa_error or hpas:
-            why = hpa_error or f"HPA {', '.join(hpas)} manages it"
-            return WriteOutcome.HPA_CHECK_FAILED, f"refusing to set the paused count: {why}", pinned
+        if hpa_error:
+            return WriteOutcome.HPA_CHECK_FAILED, f"refusing to set the paused count: {hpa_error}", pinned
+        if hpas:
+            error = f"refusing to set the paused count: HPA {', '.join(hpas)} manages {policy.target.name}"
+            return WriteOutcome.HPA_PRESENT, error, pinned
         try:
             await self.actuator.write_scale(
                 policy.namespace, policy.target, view, pause.replicas, guard=self.leadership.is_leader
