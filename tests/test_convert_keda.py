@@ -63,3 +63,42 @@ def test_what_cannot_be_converted_is_an_error_naming_it(
     path.write_text(text)
     assert main(["convert", "keda", str(path)]) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("{scaleTargetRef: {name: d}, fallback: 4, triggers: [{type: prometheus, metadata: {query: up, threshold: '1'}}]}",
+     "spec.fallback must be a mapping, not int"),
+    ("{scaleTargetRef: {name: d}, triggers: {type: prometheus}}", "spec.triggers must be a list"),
+    ("{scaleTargetRef: {name: d}, minReplicaCount: two, triggers: [{type: prometheus, metadata: {query: up, "
+     "threshold: '1'}}]}", "spec: minReplicaCount = 'two': must be a whole number"),
+    ("{scaleTargetRef: {name: d}, minReplicaCount: 5, maxReplicaCount: 2, triggers: [{type: prometheus, "
+     "metadata: {query: up, threshold: '1'}}]}", "the converted policy's spec.maxReplicas = 2: must be >="),
+])
+def test_malformed_scaled_objects_are_one_line_errors_naming_the_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, message: str
+) -> None:
+    path = tmp_path / "so.yaml"
+    path.write_text(f"apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: x}}\nspec: {spec}\n")
+    assert main(["convert", "keda", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: document 1: " in err and message in err and "Traceback" not in err and "/tmp/tmp" not in err
+
+
+def test_kubectl_list_output_and_clashing_trigger_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("""apiVersion: v1
+kind: List
+items:
+- apiVersion: keda.sh/v1alpha1
+  kind: ScaledObject
+  metadata: {name: x, namespace: team-a}
+  spec:
+    scaleTargetRef: {name: d}
+    minReplicaCount: 1
+    triggers:
+    - {type: prometheus, name: Queue Depth, metadata: {query: sum(a), threshold: '1'}}
+    - {type: prometheus, name: queue-depth, metadata: {query: sum(b), threshold: '2'}}
+""")
+    assert main(["convert", "keda", str(path)]) == 0
+    [policy] = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [m["name"] for m in policy["spec"]["metrics"]] == ["queue-depth", "queue-depth-1"]

@@ -41,6 +41,7 @@ import yaml
 from autoscaler.commands.common import Exit
 from autoscaler.core.policy import API_VERSION
 from autoscaler.errors import InputError
+from autoscaler.policy.schema import NO_VALUE
 
 KEDA_API = "keda.sh/v1alpha1"
 FALLBACK_BEHAVIORS = {
@@ -83,18 +84,36 @@ def _number(value: Any, where: str) -> int | float:
     return int(number) if number.is_integer() else number
 
 
+def _int(spec: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InputError(f"{where}: {key} = {value!r}: must be a whole number")
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise InputError(f"{where}: {key} = {value!r}: must be a whole number") from None
+
+
+def _mapping(value: Any, where: str, key: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{where}: {key} must be a mapping, not {type(value).__name__}")
+    return value
+
+
 def convert_scaled_object(
     obj: Mapping[str, Any], where: str, default_namespace: str
 ) -> tuple[dict[str, Any], list[str]]:
     """One ScaledObject as a ScalingPolicy document, and what could not be carried over."""
     notes: list[str] = []
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
+    meta = _mapping(obj.get("metadata"), where, "metadata")
+    spec = _mapping(obj.get("spec"), where, "spec")
     name = str(meta.get("name") or "")
     if not name:
         raise InputError(f"{where}: metadata.name is required")
     namespace = str(meta.get("namespace") or default_namespace)
-    ref = spec.get("scaleTargetRef") or {}
+    ref = _mapping(spec.get("scaleTargetRef"), where, "spec.scaleTargetRef")
     if not ref.get("name"):
         raise InputError(f"{where}: spec.scaleTargetRef.name is required")
     target = {
@@ -103,13 +122,18 @@ def convert_scaled_object(
         "name": str(ref["name"]),
     }
     metrics: list[dict[str, Any]] = []
-    for index, trigger in enumerate(spec.get("triggers") or []):
+    triggers = spec.get("triggers") or []
+    if not isinstance(triggers, list):
+        raise InputError(f"{where}: spec.triggers must be a list")
+    used: set[str] = set()
+    for index, trigger in enumerate(triggers):
+        trigger = _mapping(trigger, f"{where}: spec.triggers[{index}]", "the trigger")
         kind = trigger.get("type")
         at = f"{where}: spec.triggers[{index}]"
         if kind != "prometheus":
             notes.append(f"{at}: type {kind} is not mapped (only prometheus triggers are)")
             continue
-        data = trigger.get("metadata") or {}
+        data = _mapping(trigger.get("metadata"), f"{where}: spec.triggers[{index}]", "metadata")
         if "query" not in data or "threshold" not in data:
             raise InputError(f"{at}.metadata: a prometheus trigger needs query and threshold")
         metric_type = str(trigger.get("metricType", "AverageValue"))
@@ -121,9 +145,10 @@ def convert_scaled_object(
         else:
             notes.append(f"{at}: metricType {metric_type} is not mapped (a Prometheus value has no utilization)")
             continue
-        metrics.append(
-            {"name": _metric_name(trigger, index), "source": {"query": str(data["query"])}, "target": target_spec}
-        )
+        metric = _metric_name(trigger, index)
+        metric = metric if metric not in used else f"{metric[:55]}-{index}"  # "Queue Depth" and "queue-depth"
+        used.add(metric)
+        metrics.append({"name": metric, "source": {"query": str(data["query"])}, "target": target_spec})
         for key, why in (
             ("activationThreshold", "activation is the wake metric's proposal being above 0 here"),
             ("serverAddress", "the service reads the one Prometheus given by --prometheus"),
@@ -136,12 +161,12 @@ def convert_scaled_object(
             notes.append(f"{at}.authenticationRef: not mapped (--bearer-token-file / --basic-auth on the service)")
     if not metrics:
         raise InputError(f"{where}: ScaledObject {namespace}/{name} has no prometheus trigger to convert")
-    minimum = int(spec.get("minReplicaCount", 0))
+    minimum = _int(spec, "minReplicaCount", 0, f"{where}: spec")
     policy_spec: dict[str, Any] = {
         "target": target,
         "minReplicas": minimum,
-        "maxReplicas": int(spec.get("maxReplicaCount", 100)),
-        "intervalSeconds": int(spec.get("pollingInterval", 30)),
+        "maxReplicas": _int(spec, "maxReplicaCount", 100, f"{where}: spec"),
+        "intervalSeconds": _int(spec, "pollingInterval", 30, f"{where}: spec"),
         "metrics": metrics,
     }
     if minimum == 0:
@@ -150,18 +175,22 @@ def convert_scaled_object(
             f"{where}: minReplicaCount 0: wakes on {metrics[0]['name']}; its series must exist at zero "
             "replicas (a gateway's or a queue's, not the pods' own)"
         )
-    fallback = spec.get("fallback")
+    fallback = _mapping(spec.get("fallback"), where, "spec.fallback")
     if fallback:
         behavior = str(fallback.get("behavior", "static"))
         if behavior not in FALLBACK_BEHAVIORS:
             raise InputError(f"{where}: spec.fallback.behavior = {behavior}: one of {', '.join(FALLBACK_BEHAVIORS)}")
         policy_spec["fallback"] = {
-            "failureThreshold": int(fallback.get("failureThreshold", 3)),
+            "failureThreshold": _int(fallback, "failureThreshold", 3, f"{where}: spec.fallback"),
             "behavior": FALLBACK_BEHAVIORS[behavior],
         }
         if "replicas" in fallback and FALLBACK_BEHAVIORS[behavior] != "hold":
-            policy_spec["fallback"]["replicas"] = int(fallback["replicas"])
-    behavior_spec = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get("behavior")
+            policy_spec["fallback"]["replicas"] = _int(fallback, "replicas", 0, f"{where}: spec.fallback")
+    advanced = _mapping(spec.get("advanced"), where, "spec.advanced")
+    config = _mapping(
+        advanced.get("horizontalPodAutoscalerConfig"), where, "spec.advanced.horizontalPodAutoscalerConfig"
+    )
+    behavior_spec = config.get("behavior")
     if behavior_spec:
         policy_spec["behavior"] = behavior_spec
     for key, why in (
@@ -175,7 +204,7 @@ def convert_scaled_object(
     ):
         if key in spec:
             notes.append(f"{where}: spec.{key}: not mapped ({why})")
-    if (spec.get("advanced") or {}).get("scalingModifiers"):
+    if advanced.get("scalingModifiers"):
         notes.append(
             f"{where}: spec.advanced.scalingModifiers: not mapped (each trigger is its own metric; the "
             "largest proposal wins, as with KEDA's default)"
@@ -199,7 +228,13 @@ def _scaled_objects(paths: list[str]) -> Iterator[tuple[Mapping[str, Any], str]]
         except yaml.YAMLError as exc:
             raise InputError(f"{given}: not YAML: {exc}") from None
         found = False
-        for index, document in enumerate(documents):
+        expanded: list[Any] = []
+        for document in documents:  # `kubectl get scaledobjects -o yaml` prints a List
+            if isinstance(document, Mapping) and document.get("kind") == "List":
+                expanded.extend(document.get("items") or [])
+            else:
+                expanded.append(document)
+        for index, document in enumerate(expanded):
             if isinstance(document, Mapping) and document.get("kind") == "ScaledObject":
                 found = True
                 if document.get("apiVersion") != KEDA_API:
@@ -215,17 +250,29 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.policy import load_policies
 
     converted: list[dict[str, Any]] = []
+    sources: list[str] = []
     for obj, where in _scaled_objects(args.files):
         document, notes = convert_scaled_object(obj, where, args.namespace)
         for note in notes:
             print(note, file=sys.stderr)
         converted.append(document)
+        sources.append(where)
     with tempfile.TemporaryDirectory() as scratch:  # what is printed must load as any policy file does
         for i, document in enumerate(converted):
             (Path(scratch) / f"{i:04d}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
         errors = load_policies([scratch]).errors
-        if errors:
-            raise InputError("the converted policies do not validate:\n" + "\n".join(str(e) for e in errors))
+        if errors:  # named by the ScaledObject each came from, in the converted policy's field names
+            lines = []
+            for error in errors:
+                stem = Path(error.file).stem
+                source = sources[int(stem)] if stem.isdigit() and int(stem) < len(sources) else error.file
+                what = (
+                    f"{error.path} = {error.value}: "
+                    if error.path and error.value is not NO_VALUE
+                    else (f"{error.path}: " if error.path else "")
+                )
+                lines.append(f"{source}: the converted policy's {what}{error.message}")
+            raise InputError("\n".join(lines))
     if args.out:
         for document in converted:
             meta = document["metadata"]
