@@ -338,3 +338,32 @@ def test_configuration_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: py
         port = busy.getsockname()[1]
         assert main([*base, "--policies", "policies/", "--listen", f"127.0.0.1:{port}"]) == 2
     assert f"--listen 127.0.0.1:{port}: cannot listen" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--listen", "localhost"], "--listen localhost: HOST:PORT is required"),
+    (["--listen", "127.0.0.1:99999"], "--listen 127.0.0.1:99999: HOST:PORT is required"),
+    (["--ca-file", "/nonexistent.pem"], "--ca-file /nonexistent.pem: no such file"),
+])
+def test_more_configuration_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "c", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c"}}],
+    }))
+    args = ["run", "--prometheus", "http://127.0.0.1:9", "--kubeconfig", str(kubeconfig), "--no-leader-elect",
+            "--dry-run", "--policies", "policies/", *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_listen_accepts_ipv6_brackets() -> None:
+    from autoscaler.commands.common import listen_address
+
+    assert listen_address("[::1]:8080") == ("::1", 8080)
+    assert listen_address(":9090") == ("0.0.0.0", 9090)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from enum import IntEnum
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "add_prometheus_arguments",
     "connect_kube",
     "exit_code",
+    "listen_address",
     "prometheus_config",
     "require_extra",
     "run_service",
@@ -66,6 +68,15 @@ def exit_code(error: AutoscalerError) -> Exit:
     return Exit.INVALID  # no error is of another kind today; 1 is the generic failure
 
 
+def listen_address(text: str, flag: str = "--listen") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6, ``:8080`` for every address) or a ConfigurationError."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigurationError(f"{flag} {text}: HOST:PORT is required, e.g. 0.0.0.0:8080 or [::1]:8080")
+    return host or "0.0.0.0", int(port)
+
+
 def require_extra(extra: str, *modules: str) -> None:
     """Raise a :class:`ConfigurationError` naming the extra to install when ``modules`` are missing (the
     runtime install carries only what the service uses; the simulator, plots and tuner are extras)."""
@@ -114,6 +125,8 @@ def prometheus_config(args: argparse.Namespace) -> Any:
     url = urlsplit(args.prometheus)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ConfigurationError(f"--prometheus {args.prometheus}: a URL such as http://prometheus:9090 is required")
+    if args.ca_file and not os.path.isfile(args.ca_file):
+        raise ConfigurationError(f"--ca-file {args.ca_file}: no such file")
     basic: tuple[str, str] | None = None
     if args.basic_auth:
         user, _, password_file = args.basic_auth.partition(":")

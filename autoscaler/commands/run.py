@@ -22,10 +22,12 @@ from autoscaler.commands.common import (
     Exit,
     add_prometheus_arguments,
     connect_kube,
+    listen_address,
     prometheus_config,
     run_service,
     signal_settings,
 )
+from autoscaler.errors import ConfigurationError
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 log = logging.getLogger("autoscaler.run")
@@ -155,16 +157,23 @@ async def _serve(args: argparse.Namespace) -> int:
             await prometheus.close()
             await kube.close()
             return Exit.USAGE
-        await metrics_api.server.start()
+        try:
+            await metrics_api.server.start()
+        except OSError as exc:  # the secure port is taken
+            log.error("--secure-port %s: cannot listen: %s", args.secure_port, exc.strerror or exc)
+            await metrics_api.close()
+            await prometheus.close()
+            await kube.close()
+            return Exit.USAGE
 
     app = health_app(telemetry, ready=lambda: controller.started, alive=alive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, _, port = args.listen.rpartition(":")
     try:
-        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
-    except OSError as exc:  # the port is taken, or the address is not this host's
-        log.error("--listen %s: cannot listen: %s", args.listen, exc.strerror or exc)
+        host, port = listen_address(args.listen)
+        await web.TCPSite(runner, host, port).start()
+    except (OSError, ConfigurationError) as exc:  # the port is taken, the address is not this host's
+        log.error("--listen %s: cannot listen: %s", args.listen, getattr(exc, "strerror", None) or exc)
         await runner.cleanup()
         if metrics_api is not None:
             await metrics_api.close()

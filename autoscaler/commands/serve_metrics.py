@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) -> int:
     """The command's body; tests pass their own ``stop``."""
+    from autoscaler.commands.run import supervise
     from autoscaler.metrics_api.options import build_metrics_server
     from autoscaler.prometheus import PrometheusClient
     from autoscaler.service.actuator import KubeActuator
@@ -88,17 +89,24 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    await parts.server.start()
-    tasks = [
-        asyncio.create_task(controller.run(stop)),
-        asyncio.create_task(parts.server.refresh_loop(stop)),
-    ]
     try:
-        await stop.wait()
-        await asyncio.gather(*tasks)
+        await parts.server.start()
+    except OSError as exc:  # the secure port is taken
+        log.error("--secure-port %s: cannot listen: %s", args.secure_port, exc.strerror or exc)
+        await parts.close()
+        await prometheus.close()
+        await kube.close()
+        return Exit.USAGE
+    tasks = [
+        asyncio.create_task(controller.run(stop), name="control loop"),
+        asyncio.create_task(parts.server.refresh_loop(stop), name="metrics API refresh"),
+    ]
+    code = Exit.OK
+    try:
+        code = await supervise(stop, tasks)  # a dead loop ends the process: it must not look healthy
     finally:
         await parts.close()
         await prometheus.close()
         await kube.close()
         log.info("stopped")
-    return Exit.OK
+    return code
