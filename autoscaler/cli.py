@@ -18,7 +18,18 @@ from autoscaler.commands.common import EXIT_STATUS_HELP, Exit, exit_code
 from autoscaler.errors import AutoscalerError
 
 # Subcommand modules under autoscaler.commands, in the order `--help` lists them.
-COMMANDS = ("validate", "replay", "schema", "signals", "run", "serve_metrics", "simulate", "backtest", "convert")
+COMMANDS = (
+    "validate",
+    "replay",
+    "schema",
+    "signals",
+    "run",
+    "serve_metrics",
+    "simulate",
+    "backtest",
+    "tune",
+    "convert",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

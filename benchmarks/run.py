@@ -1,5 +1,6 @@
 """Run every ``benchmarks/bench_*.py`` (each has a ``main()`` that prints its figures), or the ones
-named on the command line: ``python benchmarks/run.py decide fleet``.
+named on the command line: ``python benchmarks/run.py decide fleet``. The long ones in ``ON_REQUEST``
+run only when named (``python benchmarks/run.py tune``).
 
 Benchmarks report; they never fail a build. Each prints its figures and a ratio against a baseline
 measured in the same run, so that numbers from a noisy 2-core machine stay comparable.
@@ -13,13 +14,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ON_REQUEST = {"tune"}  # tens of minutes on 2 cores: a search of simulated days, run twice (local and Ray)
 
 
 def main() -> int:
     wanted = set(sys.argv[1:])
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
-        if wanted and name not in wanted:
+        if (wanted and name not in wanted) or (not wanted and name in ON_REQUEST):
             continue
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec and spec.loader
