@@ -8,7 +8,8 @@ ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-# numpy, numba and matplotlib ship manylinux wheels; build-essential covers any that must compile.
+# The runtime set only (no simulator, plots or tuner: those are the sim and tune extras); numpy and
+# cryptography ship manylinux wheels; build-essential covers any that must compile.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
@@ -29,9 +30,7 @@ LABEL org.opencontainers.image.title="inference-autoscaler" \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    MPLCONFIGDIR=/tmp/matplotlib \
-    NUMBA_CACHE_DIR=/tmp/numba
+    HOME=/tmp
 # The same uid/gid as the Helm chart's securityContext; no login shell, no home on the root fs.
 RUN groupadd --system --gid 65532 autoscaler \
     && useradd --system --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin autoscaler
