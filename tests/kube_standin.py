@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -790,3 +791,14 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
         if loop.time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+def write_kubeconfig(path: Path, server: str, token: str = "t") -> Path:
+    """A kubeconfig with one context: ``server`` (the stand-in's URL, or any) and a bearer ``token``."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "standin",
+        "clusters": [{"name": "standin", "cluster": {"server": server}}],
+        "users": [{"name": "me", "user": {"token": token}}],
+        "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "me"}}],
+    }))
+    return path

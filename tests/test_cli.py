@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from kube_standin import write_kubeconfig
 
 from autoscaler.backtest import BacktestError
 from autoscaler.cli import main
@@ -321,13 +322,7 @@ def test_configuration_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: py
 
     assert main(["signals", "--policies", "policies/", "--prometheus", "localhost:9090"]) == 2
     assert "--prometheus localhost:9090: a URL such as http://prometheus:9090 is required" in capsys.readouterr().err
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "c", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c"}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9")
     base = ["run", "--prometheus", "http://127.0.0.1:9", "--kubeconfig", str(kubeconfig), "--no-leader-elect",
             "--dry-run"]
     assert main([*base, "--policies", str(tmp_path / "nope")]) == 2
@@ -348,13 +343,7 @@ def test_configuration_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: py
 def test_more_configuration_errors_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "c", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c"}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9")
     args = ["run", "--prometheus", "http://127.0.0.1:9", "--kubeconfig", str(kubeconfig), "--no-leader-elect",
             "--dry-run", "--policies", "policies/", *flags]
     assert main(args) == 2

@@ -12,7 +12,6 @@ service against the API stand-in and scales a Deployment. The venv's size is che
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kube_standin import KubeStandIn, wait_until
+from kube_standin import KubeStandIn, wait_until, write_kubeconfig
 from service_harness import policy_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,13 +80,7 @@ async def test_the_runtime_install_runs_the_service_end_to_end(lean: Path, tmp_p
     )
     async with KubeStandIn() as kube:
         kube.add_deployment("team-a", "chat-llm", 1)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-            "clusters": [{"name": "standin", "cluster": {"server": kube.url}}],
-            "users": [{"name": "me", "user": {"token": "lean-token"}}],
-            "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "me"}}],
-        }))
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, token="lean-token")
         proc = await asyncio.create_subprocess_exec(
             str(lean / "bin" / "inference-autoscaler"), "run", "--policies", str(policies),
             "--prometheus", "http://127.0.0.1:9", "--timeout", "0.5", "--kubeconfig", str(kubeconfig),

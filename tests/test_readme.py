@@ -35,7 +35,7 @@ import pytest
 
 pytest_plugins = ["prometheus_server"]
 pytest.register_assert_rewrite("prometheus_server")
-from kube_standin import KubeStandIn, wait_until  # noqa: E402
+from kube_standin import KubeStandIn, wait_until, write_kubeconfig  # noqa: E402
 from prometheus_server import RunningPrometheus, free_port, require_binary, start_prometheus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,13 +188,7 @@ async def test_readme_run_command_decides_in_dry_run_and_stops_cleanly(
     [command] = [c for c in readme_commands() if HOW.get(kind_of(c)) == "service"]
     async with KubeStandIn() as kube:
         kube.add_deployment("team-a", "chat-llm", 2)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-            "clusters": [{"name": "standin", "cluster": {"server": kube.url}}],
-            "users": [{"name": "me", "user": {"token": "t"}}],
-            "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "me"}}],
-        }))
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
         argv = [*_argv(command, prometheus=prometheus.url, out=tmp_path, kubeconfig=kubeconfig),
                 "--listen", f"127.0.0.1:{free_port()}"]  # the default :8080 may be taken on a CI machine
         log = tmp_path / "run.log"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from kube_standin import KubeStandIn, wait_until
+from kube_standin import KubeStandIn, wait_until, write_kubeconfig
 from service_harness import policy_text
 
 
@@ -34,19 +34,7 @@ async def test_run_process_end_to_end(tmp_path: Path) -> None:
     )
     async with KubeStandIn() as kube:
         kube.add_deployment("team-a", "chat-llm", 1)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "standin",
-                    "clusters": [{"name": "standin", "cluster": {"server": kube.url}}],
-                    "users": [{"name": "me", "user": {"token": "secret-token"}}],
-                    "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "me"}}],
-                }
-            )
-        )
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url, token="secret-token")
         port = free_port()
         exe = Path(sys.executable).parent / "inference-autoscaler"
         proc = await asyncio.create_subprocess_exec(
