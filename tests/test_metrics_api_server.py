@@ -54,7 +54,7 @@ from autoscaler.metrics_api.auth import (
     KubeReviews,
     RequestHeaderConfig,
 )
-from autoscaler.metrics_api.server import MetricsServer
+from autoscaler.metrics_api.server import ConnectionLimits, MetricsServer
 from autoscaler.metrics_api.tls import server_context
 from autoscaler.service.controller import Published
 from autoscaler.service.kube import KubeClient, KubeConfig
@@ -546,3 +546,53 @@ async def test_serve_metrics_on_live_prometheus(
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=20)
+
+
+# ------------------------------------------------------------------ slow and half-open clients (issue 16)
+
+
+async def test_slow_and_half_open_clients_are_closed_and_capped(certs: Certs) -> None:
+    """600 slow or half-open connections were never closed (memory 81 -> 248 MB). Now: no TLS handshake,
+    or request headers that never finish, are cut after their bound; past the cap a connection is closed
+    at once; a well-behaved client is served all along."""
+    limits = ConnectionLimits(handshake_s=0.5, header_s=0.5, keepalive_s=1.0, max_connections=2)
+    server = MetricsServer(
+        Responder(lambda: [], clock=lambda: T_NOW), ssl_context=server_context(certs.serving.cert_path,
+                                                                               certs.serving.key_path),
+        authenticator=None, authorizer=Authorizer(None, always_allow_paths=("/healthz",)), host="127.0.0.1", port=0,
+        limits=limits,
+    )
+    await server.start()
+    loop = asyncio.get_running_loop()
+
+    async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+        try:
+            return await asyncio.wait_for(reader.read(1), timeout=seconds) == b""
+        except (ConnectionError, ssl.SSLError):
+            return True
+
+    try:
+        raw = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(5)]  # never handshake
+        context = _client_ssl(certs, None)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers that never finish
+        await writer.drain()
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
+        # the cap counts connections past their handshake (a pending one is bounded by handshake_s)
+        extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
+        started = loop.time()
+        assert await closed_within(extra_reader, 0.4)  # over the cap: closed at once
+        assert loop.time() - started < 0.4
+        assert await closed_within(idle_reader, 3.0)  # no request within header_s
+        assert all([await closed_within(r, 3.0) for r, _ in raw])  # no handshake within 0.5 s
+        assert await closed_within(reader, 3.0)  # slowloris
+        assert not server._open
+        connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(connector=connector) as session, session.get(
+            f"https://127.0.0.1:{server.port}/healthz"
+        ) as response:
+            assert response.status == 200
+        for _, w in [*raw, (reader, writer), (idle_reader, idle_writer), (extra_reader, extra_writer)]:
+            w.close()
+    finally:
+        await server.stop()
