@@ -182,3 +182,19 @@ def test_simulated_decisions_equal_decide_replayed() -> None:
     for obs, now, desired in recorded:  # the live path: decide over the same observations
         decision, state = decide(obs, state, policy, now)
         assert decision.desired_replicas == desired
+
+
+def test_a_measured_window_ends_where_it_is_told_not_after_the_drain() -> None:
+    """A tuning fold's part ends at its own end: the simulator's drain (empty replicas after the last
+    request) must not count, or a short scale-down window looks cheaper than it is (review of tune)."""
+    from autoscaler.sim.controllers import StaticController
+
+    trace = Trace.of(np.arange(0.0, 3600.0, 1.0), np.full(3600, 100.0), np.full(3600, 10.0))
+    config = FleetConfig(max_concurrency=16, per_token_s=(0.01,) * 17, prefill_tokens_per_s=math.inf)
+    result = simulate(trace, StaticController("static", 3), fleet_config=config, pipeline_config=PipelineConfig(),
+                      slo=Slo(), rng=np.random.default_rng(0), drain_s=600.0, progress=None, warm_start=False,
+                      measure_from_s=1800.0, measure_to_s=3000.0)
+    window = result.summary["window"]
+    assert window["gpuHours"] == pytest.approx(3 * 1200 / 3600, rel=1e-3)  # 3 replicas x [1800, 3000)
+    assert window["requests"] == 1200
+    assert result.summary["gpuHours"] > 3 * 3600 / 3600  # the whole run holds them through the drain too

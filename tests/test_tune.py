@@ -290,6 +290,8 @@ def test_command_writes_the_tuned_policy_diff_summary_plot_and_report(
         (["--target-attainment", "1.5"], "--target-attainment = '1.5': must be in (0, 1]"),
         (["--holdout", "3h"], "--holdout = 10800 s: must be shorter than the trace"),
         (["--folds", "two"], "--folds = 'two': must be a whole number or auto"),
+        (["--holdout", "1e-9"], "no request arrives in the held-out part"),  # once read as a perfect SLO
+        (["--param", "spec.minReplicas=1:2", "--param", "spec.minReplicas=2:3"], "given twice; one range per field"),
     ],
 )
 def test_bad_input_names_the_flag_and_the_value(

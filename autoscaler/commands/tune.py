@@ -111,6 +111,10 @@ def _space(args: argparse.Namespace, policy: Any, slots: int) -> Any:
             raise TuningError(f"{args.space}: {exc}") from None
         base = parse_space(raw, args.space)
     declared = [parse_parameter(text) for text in args.param]
+    paths = [p.path for p in declared]
+    twice = sorted({path for path in paths if paths.count(path) > 1})
+    if twice:
+        raise TuningError(f"--param {twice[0]}: given twice; one range per field")
     if base is None:
         base = TuningSpace(tuple(declared)) if declared else default_space(policy, replica_slots=slots)
     elif declared:
@@ -188,6 +192,8 @@ def _traffic(args: argparse.Namespace, scenario: Any, policy: Any) -> Any:
 
 def run_tune(args: argparse.Namespace) -> int:
     require_extra("tune", "numba", "matplotlib", "optuna", *(("ray",) if args.ray_address else ()))
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before a search of minutes, not after
+        raise InputError(f"--out {args.out}: exists and is not a folder")
     from autoscaler.sim.run import Slo
     from autoscaler.sim.scenario import Baseline, PolicyRef, load_policy_ref, load_scenario
     from autoscaler.tune.candidates import CandidateBuilder

@@ -101,13 +101,15 @@ def simulate(
     warm_start: bool = True,
     warm_window_s: float = 300.0,
     measure_from_s: float | None = None,
+    measure_to_s: float | None = None,
 ) -> RunResult:
     """Run ``controller`` over ``trace``; requests not started ``drain_s`` after the last arrival are dropped.
 
     ``warm_start`` starts from the trace's steady state over its first ``warm_window_s`` seconds
     (see the module docstring); ``False`` starts ``fleet_config.initial_replicas`` cold-windowed.
-    ``measure_from_s`` adds ``summary["window"]``: GPU-hours, SLO attainment and cold starts from that
-    time on (e.g. the days after a first day of history).
+    ``measure_from_s`` (and ``measure_to_s``) add ``summary["window"]``: GPU-hours, SLO attainment and
+    cold starts between those times (e.g. the days after a first day of history; a tuning fold's part,
+    without the empty drain after its last request).
     """
     if len(trace) == 0:
         raise TraceError(f"{trace.source or 'trace'}: no requests to simulate (an empty trace has no SLO to meet)")
@@ -160,7 +162,7 @@ def simulate(
             bar.update(k)
     bar.update(len(steps))
     return _result(controller.name, trace, fleet, slo, horizon, scale_events, max_replicas, measure_from_s,
-                   series_t, series_spec, series_ready, time.perf_counter() - started)
+                   measure_to_s, series_t, series_spec, series_ready, time.perf_counter() - started)
 
 
 def initial_replicas(controller: Controller, fleet: FleetConfig, steady: SteadyState | None) -> int:
@@ -178,7 +180,7 @@ def initial_replicas(controller: Controller, fleet: FleetConfig, steady: SteadyS
 
 
 def _result(name: str, trace: Trace, fleet: Fleet, slo: Slo, horizon: float, scale_events: int, max_replicas: int,
-            measure_from_s: float | None,
+            measure_from_s: float | None, measure_to_s: float | None,
             series_t: list[float], series_spec: list[int], series_ready: list[int], wall_s: float) -> RunResult:
     served = ~np.isnan(fleet.start)
     n = len(trace)
@@ -213,17 +215,19 @@ def _result(name: str, trace: Trace, fleet: Fleet, slo: Slo, horizon: float, sca
         "requests": n,
         "dropped": int(n - np.count_nonzero(served)),
     }
-    if measure_from_s is not None:
-        later = trace.arrival_s >= measure_from_s
+    if measure_from_s is not None or measure_to_s is not None:
+        start = measure_from_s or 0.0
+        stop = horizon if measure_to_s is None else min(measure_to_s, horizon)
+        later = (trace.arrival_s >= start) & (trace.arrival_s < stop)
         ok = np.zeros(n, dtype=bool)
         ok[np.flatnonzero(served)] = measured <= slo.latency_s
+        created = fleet.created_at[:n_rep]
         summary["window"] = {
-            "from": measure_from_s,
-            "gpuHours": round(fleet.gpu_seconds(horizon, since_s=measure_from_s) / 3600.0, 4),
+            "from": start,
+            "to": stop,
+            "gpuHours": round(fleet.gpu_seconds(stop, since_s=start) / 3600.0, 4),
             "sloAttainment": round(float(ok[later].mean()), 6) if later.any() else None,
-            "coldStarts": int(np.count_nonzero(
-                created_later & held_gpu & (fleet.created_at[:n_rep] >= measure_from_s)
-            )),
+            "coldStarts": int(np.count_nonzero(created_later & held_gpu & (created >= start) & (created < stop))),
             "requests": int(later.sum()),
         }
     minutes = np.floor(trace.arrival_s[served] / 60.0).astype(np.int64)

@@ -219,6 +219,11 @@ def tune(request: TuneRequest, executor: Executor, *, progress: TextIO | None = 
     """Plan the folds, search each one's fit part, judge each one's held-out part."""
     started = time.perf_counter()
     folds = plan_folds(request.context.trace.duration_s, holdout_s=request.holdout_s, folds=request.folds)
+    arrivals = request.context.trace.arrival_s
+    for fold in folds:  # a held-out part with no request would read as a perfect SLO: refuse it up front
+        if not bool(((arrivals >= fold.origin_s) & (arrivals < fold.end_s if not fold.last else True)).any()):
+            raise TuningError(f"{fold.describe()}: no request arrives in the held-out part; give a longer "
+                              "--holdout or fewer --folds")
     results: list[FoldResult] = []
     with CandidateBuilder(request.policy, request.space) as builder:
         builder.check()

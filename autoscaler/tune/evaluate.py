@@ -13,6 +13,7 @@ The search phase is given a context whose trace is *cut before the held-out part
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,10 +42,13 @@ class SimContext:
     drain_s: float = 600.0
     warm_start: bool = True
     warm_window_s: float = 300.0
+    measure_to_s: float | None = None
+    """Where the judged part ends (None: the trace's last arrival). The simulator runs on after it (the
+    drain), and an empty fleet then must not count: fit and held-out parts end at their own end."""
 
     def cut(self, end_s: float) -> SimContext:
-        """The same context on the requests that arrive before ``end_s`` only."""
-        return replace(self, trace=self.trace.window(end_s))
+        """The same context on the requests that arrive before ``end_s`` only, judged up to ``end_s``."""
+        return replace(self, trace=self.trace.window(end_s), measure_to_s=end_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +85,13 @@ def evaluate(context: SimContext, task: Task) -> Outcome:
     result = simulate(
         context.trace, controller, fleet_config=context.fleet, pipeline_config=context.pipeline, slo=context.slo,
         rng=np.random.default_rng([context.seed, 1]), drain_s=context.drain_s, progress=None,
-        warm_start=context.warm_start, warm_window_s=context.warm_window_s, measure_from_s=task.measure_from_s,
+        warm_start=context.warm_start, warm_window_s=context.warm_window_s, measure_from_s=task.measure_from_s or 0.0,
+        # up to the part's end; uncut, just past the last arrival (that request is in, the drain is not)
+        measure_to_s=context.measure_to_s if context.measure_to_s is not None else math.nextafter(
+            context.trace.duration_s, math.inf),
     )
     summary = result.summary
-    judged = summary["window"] if task.measure_from_s is not None else summary
+    judged = summary["window"]
     attainment = judged["sloAttainment"]
     return Outcome(
         label=task.label,

@@ -387,9 +387,9 @@ def default_space(policy: ScalingPolicy, *, replica_slots: int | None = None) ->
             low = float(policy.warm_pool.min_spare)
             found.append(Parameter("spec.warmPool.maxSpare", low, max(low + 4, 2.0 * policy.warm_pool.max_spare),
                                    integer=True))
-    window = policy.behavior.scale_down.stabilization_window_s
-    found.append(Parameter("spec.behavior.scaleDown.stabilizationWindowSeconds", 0.0, float(max(600, 2 * window)),
-                           integer=True))
+    window = policy.behavior.scale_down.stabilization_window_s  # its range stops at 3600 s, the HPA's cap
+    top = float(min(3600, max(600, 2 * window)))
+    found.append(Parameter("spec.behavior.scaleDown.stabilizationWindowSeconds", 0.0, top, integer=True))
     found.append(_rule_parameter("scaleUp", policy))
     found.append(_rule_parameter("scaleDown", policy))
     return TuningSpace(tuple(p for p in found if p is not None))
