@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -22,6 +22,7 @@ __all__ = [
     "require_extra",
     "run_service",
     "signal_settings",
+    "start_listening",
 ]
 
 
@@ -75,6 +76,24 @@ def listen_address(text: str, flag: str = "--listen") -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigurationError(f"{flag} {text}: HOST:PORT is required, e.g. 0.0.0.0:8080 or [::1]:8080")
     return host or "0.0.0.0", int(port)
+
+
+async def start_listening(
+    start: Callable[[], Coroutine[Any, Any, None]],
+    flag: str,
+    value: object,
+    log: Any,
+    closers: Sequence[Callable[[], Coroutine[Any, Any, None]]],
+) -> bool:
+    """Start a server; when its port is taken, one line naming ``flag``, the clients closed, False."""
+    try:
+        await start()
+    except OSError as exc:
+        log.error("%s %s: cannot listen: %s", flag, value, exc.strerror or exc)
+        for close in closers:
+            await close()
+        return False
+    return True
 
 
 def require_extra(extra: str, *modules: str) -> None:

@@ -26,6 +26,7 @@ from autoscaler.commands.common import (
     prometheus_config,
     run_service,
     signal_settings,
+    start_listening,
 )
 from autoscaler.errors import ConfigurationError
 
@@ -157,13 +158,8 @@ async def _serve(args: argparse.Namespace) -> int:
             await prometheus.close()
             await kube.close()
             return Exit.USAGE
-        try:
-            await metrics_api.server.start()
-        except OSError as exc:  # the secure port is taken
-            log.error("--secure-port %s: cannot listen: %s", args.secure_port, exc.strerror or exc)
-            await metrics_api.close()
-            await prometheus.close()
-            await kube.close()
+        closers = (metrics_api.close, prometheus.close, kube.close)
+        if not await start_listening(metrics_api.server.start, "--secure-port", args.secure_port, log, closers):
             return Exit.USAGE
 
     app = health_app(telemetry, ready=lambda: controller.started, alive=alive)

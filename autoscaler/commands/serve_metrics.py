@@ -20,6 +20,7 @@ from autoscaler.commands.common import (
     prometheus_config,
     run_service,
     signal_settings,
+    start_listening,
 )
 
 log = logging.getLogger("autoscaler.serve_metrics")
@@ -89,13 +90,8 @@ async def serve(args: argparse.Namespace, *, stop: asyncio.Event | None = None) 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    try:
-        await parts.server.start()
-    except OSError as exc:  # the secure port is taken
-        log.error("--secure-port %s: cannot listen: %s", args.secure_port, exc.strerror or exc)
-        await parts.close()
-        await prometheus.close()
-        await kube.close()
+    closers = (parts.close, prometheus.close, kube.close)
+    if not await start_listening(parts.server.start, "--secure-port", args.secure_port, log, closers):
         return Exit.USAGE
     tasks = [
         asyncio.create_task(controller.run(stop), name="control loop"),

@@ -122,13 +122,15 @@ class KubeConfig:
     def load(kubeconfig: str | None = None, *, context: str | None = None) -> KubeConfig:
         """From ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``, else the pod's service
         account (:func:`autoscaler.service.kubeconfig.resolve`)."""
-        from autoscaler.service.kubeconfig import KubeconfigError, resolve
+        from autoscaler.service.kubeconfig import FixedToken, KubeconfigError, resolve
 
         endpoint = resolve(kubeconfig, context=context)
+        fixed = isinstance(endpoint.tokens, FixedToken)  # a token that never changes needs no thread per request
         config = KubeConfig(
             host=endpoint.host,
-            token_refresh=endpoint.tokens.token if endpoint.tokens is not None else None,
-            token_invalidate=endpoint.tokens.invalidate if endpoint.tokens is not None else None,
+            token=endpoint.tokens.token() if fixed and endpoint.tokens is not None else None,
+            token_refresh=endpoint.tokens.token if endpoint.tokens is not None and not fixed else None,
+            token_invalidate=endpoint.tokens.invalidate if endpoint.tokens is not None and not fixed else None,
             ca_file=endpoint.ca_file,
             cert_file=endpoint.cert_file,
             key_file=endpoint.key_file,
