@@ -85,3 +85,51 @@ def test_pause_annotations_are_validated(tmp_path: Path) -> None:
     path.write_text(annotated({"inference-autoscaler.io/paused": "false"}))
     [policy] = load_policies([path]).policies
     assert policy.pause is None
+
+
+def annotate_target(kube: KubeStandIn, annotations: dict[str, str]) -> None:
+    obj = kube.get_object("apps", "v1", "deployments", "team-a", "chat-llm")
+    assert obj is not None
+    obj["metadata"]["annotations"] = dict(annotations)
+    kube.put_object("apps", "v1", "deployments", obj)
+
+
+async def test_the_targets_own_annotation_pauses_without_touching_the_policy(tmp_path: Path) -> None:
+    """``kubectl annotate deploy/chat-llm autoscaling.keda.sh/paused-replicas=3`` in an incident: the
+    count is set once and held; removing the annotation resumes scaling."""
+    (tmp_path / "chat.yaml").write_text(policy_text())
+    signals = ScriptedSignals()
+    signals.set("team-a/chat", queue=40)
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        annotate_target(kube, {"autoscaling.keda.sh/paused-replicas": "3"})
+        controller, client = make_controller(kube.url, tmp_path, signals)
+        (first,) = await controller.tick(T0)
+        assert first.outcome is WriteOutcome.WRITTEN and replicas(kube) == 3
+        assert first.decision is not None and "by annotation on Deployment/chat-llm" in first.decision.message
+        (second,) = await controller.tick(T0 + 15)
+        assert second.outcome is WriteOutcome.PAUSED and replicas(kube) == 3
+        assert second.error == "paused by annotation on Deployment/chat-llm at 3: writes are frozen"
+        annotate_target(kube, {})
+        (third,) = await controller.tick(T0 + 30)
+        await client.close()
+    assert third.outcome is WriteOutcome.WRITTEN and replicas(kube) > 3
+
+
+async def test_a_target_annotation_that_means_nothing_freezes_and_an_unreadable_one_blocks(tmp_path: Path) -> None:
+    (tmp_path / "chat.yaml").write_text(policy_text())
+    signals = ScriptedSignals()
+    signals.set("team-a/chat", queue=40)
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        annotate_target(kube, {"inference-autoscaler.io/paused": "yes please"})
+        controller, client = make_controller(kube.url, tmp_path, signals)
+        (record,) = await controller.tick(T0)
+        assert record.outcome is WriteOutcome.PAUSED and replicas(kube) == 2
+        assert "must be \"true\" or \"false\"" in record.error and "frozen at the current count" in record.error
+        annotate_target(kube, {})
+        kube.fail_next("GET", r"/deployments/chat-llm$", 403, times=10)  # the object itself, not its scale
+        (blocked,) = await controller.tick(T0 + 15)
+        await client.close()
+    assert blocked.outcome is WriteOutcome.PAUSE_CHECK_FAILED and replicas(kube) == 2
+    assert "could not read the target's annotations" in blocked.error

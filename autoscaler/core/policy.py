@@ -35,6 +35,8 @@ __all__ = [
     "MetricSpec",
     "MetricTarget",
     "Mode",
+    "Pause",
+    "PauseAnnotationError",
     "Placeholder",
     "Predictive",
     "RuleType",
@@ -48,6 +50,7 @@ __all__ = [
     "TargetType",
     "Wake",
     "WarmPool",
+    "parse_pause",
 ]
 
 API_GROUP = "inference-autoscaler.io"
@@ -229,6 +232,34 @@ class Pause:
     The core still decides (reported as what it would do); the service writes nothing else."""
 
     replicas: int | None = None
+
+
+class PauseAnnotationError(ValueError):
+    """A pause annotation whose value means nothing: ``key`` and ``value`` as written."""
+
+    def __init__(self, key: str, value: str, message: str) -> None:
+        super().__init__(f"annotation {key} = {value!r}: {message}")
+        self.key, self.value, self.message = key, value, message
+
+
+def parse_pause(annotations: Mapping[str, str]) -> Pause | None:
+    """The pause that ``annotations`` ask for (ours or KEDA's names), on a policy or on a target:
+    ``paused: "true"`` freezes writes, ``paused-replicas: "N"`` sets the target to N once and freezes it
+    there; None when neither asks for a pause. A value that means nothing raises
+    :class:`PauseAnnotationError` (the loader reports it; on a target the service holds, see the controller)."""
+    given = {KEDA_PAUSE_ANNOTATIONS.get(key, key): (key, value) for key, value in annotations.items()}
+    paused, count = given.get(PAUSED_ANNOTATION), given.get(PAUSED_REPLICAS_ANNOTATION)
+    if paused is not None and paused[1].strip().lower() not in ("true", "false"):
+        raise PauseAnnotationError(paused[0], paused[1], 'must be "true" or "false"')
+    replicas = None
+    if count is not None:
+        text = count[1].strip()
+        if not text.isdigit() or int(text) > 2**31 - 1:
+            raise PauseAnnotationError(count[0], count[1], "must be a replica count (0..2^31-1)")
+        replicas = int(text)
+    if replicas is None and (paused is None or paused[1].strip().lower() != "true"):
+        return None
+    return Pause(replicas)
 
 
 @dataclass(frozen=True, slots=True)

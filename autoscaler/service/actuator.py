@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from autoscaler.core.policy import TargetRef
 from autoscaler.service.kube import KubeClient, KubeError, KubeInvalidResponse, KubeNotFound, KubeUnsafeWrite
@@ -32,7 +32,17 @@ from autoscaler.service.kube import KubeClient, KubeError, KubeInvalidResponse, 
 EVENT_WINDOW_S = 600.0  # repeats of an Event within this window bump its count
 MAX_REPLICAS = 2**31 - 1  # int32, the API's type for replica counts
 
-__all__ = ["MAX_REPLICAS", "KubeActuator", "PodSummary", "ScaleView", "TargetNotScalable", "parse_scale"]
+__all__ = [
+    "MAX_REPLICAS",
+    "ClusterCache",
+    "KubeActuator",
+    "PodSummary",
+    "ScaleView",
+    "TargetNotScalable",
+    "hpas_managing",
+    "parse_scale",
+    "summarize_pods",
+]
 
 # Kinds that need no discovery round trip.
 _KNOWN = {
@@ -114,6 +124,84 @@ def _parse_time(text: object) -> float | None:
         return None
 
 
+def summarize_pods(items: object, *, where: str) -> PodSummary:
+    """What :meth:`KubeActuator.pod_summary` reports, from a list of pods (an API answer's ``items`` or the
+    watched cache's): Running, Ready and not being deleted; load times of pods that never restarted."""
+    if not isinstance(items, list) or not all(isinstance(pod, dict) for pod in items):
+        raise KubeInvalidResponse(200, "InvalidList", f"the pods of {where} are not a list")
+    names: set[str] = set()
+    load_times: dict[str, float] = {}
+    for pod in items:
+        meta, status = pod.get("metadata"), pod.get("status")
+        if not isinstance(meta, dict) or not isinstance(status, dict) or meta.get("deletionTimestamp"):
+            continue
+        conditions = status.get("conditions")
+        condition = next(
+            (c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"),
+            None,
+        ) if isinstance(conditions, list) else None
+        if status.get("phase") != "Running" or condition is None or condition.get("status") != "True":
+            continue
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        names.add(name)
+        containers = status.get("containerStatuses") or []
+        if not isinstance(containers, list) or any(
+            not isinstance(c, dict) or c.get("restartCount") not in (None, 0) for c in containers
+        ):
+            continue  # its Ready time is a restart's (or unknown), not the load time
+        created, became_ready = (
+            _parse_time(meta.get("creationTimestamp")),
+            _parse_time(condition.get("lastTransitionTime")),
+        )
+        if created is not None and became_ready is not None and became_ready >= created:
+            load_times[str(meta.get("uid") or name)] = became_ready - created
+    return PodSummary(len(names), load_times, frozenset(names))
+
+
+def hpas_managing(items: object, namespace: str, target: TargetRef) -> list[str]:
+    """Names of the HPAs in ``items`` whose scaleTargetRef is ``target``; an unreadable list or HPA
+    raises :class:`KubeInvalidResponse` (not knowing is not "none")."""
+    if not isinstance(items, list):
+        raise KubeInvalidResponse(200, "InvalidList", f"the HPAs of {namespace} are not a list")
+    group = _split(target.api_version)[0]
+    names = []
+    for hpa in items:
+        spec = hpa.get("spec") if isinstance(hpa, dict) else None
+        ref = spec.get("scaleTargetRef") if isinstance(spec, dict) else None
+        meta = hpa.get("metadata") if isinstance(hpa, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(ref, dict) or not isinstance(name, str):
+            raise KubeInvalidResponse(200, "InvalidHPA", f"an HPA in {namespace} is unreadable: {str(hpa)[:200]}")
+        api_version = ref.get("apiVersion")
+        if (
+            ref.get("kind") == target.kind
+            and ref.get("name") == target.name
+            and _split(api_version if isinstance(api_version, str) else "")[0] == group
+        ):
+            names.append(name)
+    return names
+
+
+class ClusterCache(Protocol):
+    """A watched view of the cluster (:class:`autoscaler.service.cluster.WatchedCluster`). Each read
+    returns None when the cache cannot answer (a kind not watched, not yet synced, or stale): the
+    actuator then asks the API. Answers are raw API shapes and go through the same validation."""
+
+    def scale(self, namespace: str, target: TargetRef) -> dict[str, Any] | None:
+        """A ``Scale``-shaped view of the target (``metadata.resourceVersion`` is the object's)."""
+        ...
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]] | None: ...
+
+    def hpas(self, namespace: str) -> list[dict[str, Any]] | None: ...
+
+    def annotations(self, namespace: str, target: TargetRef) -> dict[str, str] | None:
+        """The target object's annotations (None: not known from the cache)."""
+        ...
+
+
 def _split(api_version: str) -> tuple[str, str]:
     if "/" in api_version:
         group, version = api_version.split("/", 1)
@@ -127,9 +215,15 @@ def _now_rfc3339(clock: Callable[[], float]) -> str:
 
 class KubeActuator:
     def __init__(
-        self, client: KubeClient, *, component: str = "inference-autoscaler", clock: Callable[[], float] = time.time
+        self,
+        client: KubeClient,
+        *,
+        component: str = "inference-autoscaler",
+        clock: Callable[[], float] = time.time,
+        cache: ClusterCache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
         self.component = component
         self._clock = clock
         self._plurals: dict[tuple[str, str, str], str] = {}
@@ -171,51 +265,49 @@ class KubeActuator:
 
     # ------------------------------------------------------------------ reads
 
-    async def read_scale(self, namespace: str, target: TargetRef) -> ScaleView:
-        """The target's scale, validated: raises :class:`KubeInvalidResponse` rather than return garbage."""
+    async def read_scale(self, namespace: str, target: TargetRef, *, fresh: bool = False) -> ScaleView:
+        """The target's scale, validated: raises :class:`KubeInvalidResponse` rather than return garbage.
+        From the watched cache when it can answer, unless ``fresh`` (the re-read after a conflict): a
+        stale cached view is harmless because every write carries its resourceVersion (a 409, then a
+        fresh read), but a re-read that could return the same stale view would waste the retries."""
+        where = f"{target.kind} {namespace}/{target.name}"
+        cached = None if fresh or self.cache is None else self.cache.scale(namespace, target)
+        if cached is not None:
+            return parse_scale(cached, where=where)
         body = await self.client.request("GET", await self.scale_path(namespace, target))
-        return parse_scale(body, where=f"{target.kind} {namespace}/{target.name}")
+        return parse_scale(body, where=where)
 
-    async def pod_summary(self, namespace: str, selector: str) -> PodSummary:
+    async def target_annotations(self, namespace: str, target: TargetRef) -> dict[str, str]:
+        """The target object's annotations (its own pause, for one): from the cache, else one GET."""
+        cached = None if self.cache is None else self.cache.annotations(namespace, target)
+        if cached is not None:
+            return cached
+        path = (await self.scale_path(namespace, target)).removesuffix("/scale")
+        body = await self.client.request("GET", path)
+        meta = body.get("metadata")
+        annotations = meta.get("annotations") if isinstance(meta, dict) else None
+        if annotations is None:
+            return {}
+        if not isinstance(annotations, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+        ):
+            where = f"{target.kind} {namespace}/{target.name}"
+            raise KubeInvalidResponse(200, "InvalidObject", f"the annotations of {where} are not strings")
+        return annotations
+
+    async def pod_summary(self, namespace: str, selector: str, *, fresh: bool = False) -> PodSummary:
         """The target's pods: how many are Running, Ready and not being deleted (the HPA's ready count),
-        their names, and, for the Ready ones, how long each took from creation to Ready (its load time)."""
+        their names, and, for the Ready ones, how long each took from creation to Ready (its load time).
+        From the watched cache when it is fresh (and ``fresh`` is not asked), else from the API."""
         if not selector:
             return PodSummary(0, {}, None)
+        cached = None if fresh or self.cache is None else self.cache.pods(namespace, selector)
+        if cached is not None:
+            return summarize_pods(cached, where=f"{namespace} ({selector})")
         body = await self.client.request(
             "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}
         )
-        items = body.get("items")
-        if not isinstance(items, list) or not all(isinstance(pod, dict) for pod in items):
-            raise KubeInvalidResponse(200, "InvalidList", f"the pods of {namespace} ({selector}) are not a list")
-        names: set[str] = set()
-        load_times: dict[str, float] = {}
-        for pod in items:
-            meta, status = pod.get("metadata"), pod.get("status")
-            if not isinstance(meta, dict) or not isinstance(status, dict) or meta.get("deletionTimestamp"):
-                continue
-            conditions = status.get("conditions")
-            condition = next(
-                (c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"),
-                None,
-            ) if isinstance(conditions, list) else None
-            if status.get("phase") != "Running" or condition is None or condition.get("status") != "True":
-                continue
-            name = meta.get("name")
-            if not isinstance(name, str) or not name:
-                continue
-            names.add(name)
-            containers = status.get("containerStatuses") or []
-            if not isinstance(containers, list) or any(
-                not isinstance(c, dict) or c.get("restartCount") not in (None, 0) for c in containers
-            ):
-                continue  # its Ready time is a restart's (or unknown), not the load time
-            created, became_ready = (
-                _parse_time(meta.get("creationTimestamp")),
-                _parse_time(condition.get("lastTransitionTime")),
-            )
-            if created is not None and became_ready is not None and became_ready >= created:
-                load_times[str(meta.get("uid") or name)] = became_ready - created
-        return PodSummary(len(names), load_times, frozenset(names))
+        return summarize_pods(body.get("items"), where=f"{namespace} ({selector})")
 
     async def count_ready_pods(self, namespace: str, selector: str) -> int:
         return (await self.pod_summary(namespace, selector)).ready
@@ -232,30 +324,16 @@ class KubeActuator:
         await self.write_scale(namespace, target, view, replicas, guard=guard)
         return True
 
-    async def managing_hpas(self, namespace: str, target: TargetRef) -> list[str]:
+    async def managing_hpas(self, namespace: str, target: TargetRef, *, fresh: bool = False) -> list[str]:
         """Names of HPAs in the namespace whose scaleTargetRef is this target. An unreadable list or HPA
         raises :class:`KubeInvalidResponse`: not knowing is not "none"."""
-        body = await self.client.request("GET", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers")
-        group = _split(target.api_version)[0]
-        items = body.get("items")
-        if not isinstance(items, list):
-            raise KubeInvalidResponse(200, "InvalidList", f"the HPAs of {namespace} are not a list")
-        names = []
-        for hpa in items:
-            spec = hpa.get("spec") if isinstance(hpa, dict) else None
-            ref = spec.get("scaleTargetRef") if isinstance(spec, dict) else None
-            meta = hpa.get("metadata") if isinstance(hpa, dict) else None
-            name = meta.get("name") if isinstance(meta, dict) else None
-            if not isinstance(ref, dict) or not isinstance(name, str):
-                raise KubeInvalidResponse(200, "InvalidHPA", f"an HPA in {namespace} is unreadable: {str(hpa)[:200]}")
-            api_version = ref.get("apiVersion")
-            if (
-                ref.get("kind") == target.kind
-                and ref.get("name") == target.name
-                and _split(api_version if isinstance(api_version, str) else "")[0] == group
-            ):
-                names.append(name)
-        return names
+        items = None if fresh or self.cache is None else self.cache.hpas(namespace)
+        if items is None:
+            body = await self.client.request(
+                "GET", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+            )
+            items = body.get("items")
+        return hpas_managing(items, namespace, target)
 
     # ------------------------------------------------------------------ writes
 

@@ -28,7 +28,7 @@ from enum import Enum
 from typing import Protocol
 
 from autoscaler.core import Decision, MetricReading, Published, Reason, Unavailable
-from autoscaler.core.policy import Mode, ScalingPolicy
+from autoscaler.core.policy import Mode, Pause, PauseAnnotationError, ScalingPolicy, parse_pause
 from autoscaler.core.step import TargetReading, TargetState, acknowledge, expired, retarget, step, warm_start
 from autoscaler.service.actuator import KubeActuator, ScaleView
 from autoscaler.service.history import HistorySource
@@ -85,7 +85,8 @@ class WriteOutcome(str, Enum):
     FAILED = "failed"
     LOST_LEADERSHIP = "lost-leadership"
     TARGET_OWNED = "target-owned"  # another policy scales the target: this one is refused, never runs
-    PAUSED = "paused"  # the policy's annotations freeze writes: the decision is reported, not written
+    PAUSED = "paused"  # the policy's or the target's annotations freeze writes: reported, not written
+    PAUSE_CHECK_FAILED = "pause-check-failed"  # the target's annotations could not be read: no write
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ OUTCOMES: Mapping[WriteOutcome, OutcomeReport] = {
     WriteOutcome.LOST_LEADERSHIP: OutcomeReport(None, "", None, False),  # a leader no more sends nothing
     WriteOutcome.TARGET_OWNED: OutcomeReport("Warning", "TargetConflict", None, True),
     WriteOutcome.PAUSED: OutcomeReport("Normal", "Paused", None, True),
+    WriteOutcome.PAUSE_CHECK_FAILED: OutcomeReport("Warning", "FailedRescale", None, True),
 }
 
 
@@ -330,12 +332,13 @@ class Controller:
         return records
 
     async def _read(
-        self, entry: _Entry, readings: Mapping[str, MetricReading]
+        self, entry: _Entry, readings: Mapping[str, MetricReading], *, fresh: bool = False
     ) -> tuple[TargetReading, ScaleView]:
-        """Read the target for ``step``: its scale subresource and its pods, with this tick's signals."""
+        """Read the target for ``step``: its scale subresource and its pods, with this tick's signals.
+        From the watched cache, unless ``fresh`` (after a conflict the cache may still hold what lost)."""
         policy = entry.policy
-        view = await self.actuator.read_scale(policy.namespace, policy.target)
-        pods = await self.actuator.pod_summary(policy.namespace, view.selector)
+        view = await self.actuator.read_scale(policy.namespace, policy.target, fresh=fresh)
+        pods = await self.actuator.pod_summary(policy.namespace, view.selector, fresh=fresh)
         # Partial is unavailable: a total over the pods that report is judged against the Ready pods.
         metrics = covered(
             policy,
@@ -409,7 +412,7 @@ class Controller:
                     error = f"scale write conflicted {conflicts} times; will retry next tick"
                     return WriteOutcome.CONFLICTS_EXHAUSTED, error, conflicts, reading, view, decision, state
                 try:
-                    reading, view = await self._read(entry, readings)
+                    reading, view = await self._read(entry, readings, fresh=True)
                 except KubeError as exc:
                     error = f"re-read after a conflict failed: {exc}"
                     return WriteOutcome.REREAD_FAILED, error, conflicts, reading, view, decision, state
@@ -422,27 +425,44 @@ class Controller:
             state = acknowledge(state, decision=decision, policy=policy, now=now)
             return WriteOutcome.WRITTEN, "", conflicts, reading, view, decision, state
 
+    async def _pause(self, policy: ScalingPolicy) -> tuple[Pause | None, str, str]:
+        """The pause in force, who set it, and an error. The target's own annotations (``kubectl annotate
+        deploy/x inference-autoscaler.io/paused=true`` in an incident, without touching the policy) come
+        first, then the policy's. A target annotation that means nothing freezes writes at the current
+        count (the operator meant to stop us) and says why; annotations that cannot be read block the
+        write (not knowing is not "not paused")."""
+        try:
+            annotations = await self.actuator.target_annotations(policy.namespace, policy.target)
+        except KubeError as exc:
+            return None, "", f"refusing to write: could not read the target's annotations ({exc})"
+        where = f"annotation on {policy.target.kind}/{policy.target.name}"
+        try:
+            pause = parse_pause(annotations)
+        except PauseAnnotationError as exc:
+            return Pause(None), f"{where} ({exc}: frozen at the current count)", ""
+        if pause is not None:
+            return pause, where, ""
+        return policy.pause, "annotation", ""
+
     async def _paused(
-        self, policy: ScalingPolicy, view: ScaleView, decision: Decision
+        self, policy: ScalingPolicy, pause: Pause, by: str, view: ScaleView, decision: Decision
     ) -> tuple[WriteOutcome, str, Decision]:
-        """Writes frozen by the policy's annotations. With ``paused-replicas`` the target is set to that
-        count once (one write, no re-deciding on a conflict: the next tick tries again), then held; the
-        core's own decision is reported as what the policy would do."""
-        pause = policy.pause
-        assert pause is not None
+        """Writes frozen by an annotation (``by``: the policy's or the target's). With ``paused-replicas``
+        the target is set to that count once (one write, no re-deciding on a conflict: the next tick
+        tries again), then held; the core's own decision is reported as what the policy would do."""
         if pause.replicas is None or view.spec_replicas == pause.replicas:
             held = view.spec_replicas if pause.replicas is None else pause.replicas
             if decision.desired_replicas == held:
                 return WriteOutcome.NONE, "", decision
             # one stable message, so that the Event's count goes up instead of a new Event each tick; what
             # the policy would do is in the decision (the log line and the published values)
-            return WriteOutcome.PAUSED, f"paused by annotation at {view.spec_replicas}: writes are frozen", decision
+            return WriteOutcome.PAUSED, f"paused by {by} at {view.spec_replicas}: writes are frozen", decision
         would = f"the policy would scale to {decision.desired_replicas} ({decision.reason.value}: {decision.message})"
         pinned = replace(
             decision,
             desired_replicas=pause.replicas,
             reason=Reason.PAUSED,
-            message=f"paused at {pause.replicas} by annotation; {would}",
+            message=f"paused at {pause.replicas} by {by}; {would}",
         )
         hpas, hpa_error = await self._hpas(policy)
         if hpa_error:
@@ -497,9 +517,15 @@ class Controller:
         decision, state = step(reading, entry.state, policy, now, assume_applied=False)
         writes = policy.mode is Mode.PATCH and not self.settings.dry_run
         outcome, error, conflicts = WriteOutcome.NONE, "", 0
-        self.telemetry.paused.labels(policy.namespace, policy.name).set(1 if policy.pause is not None else 0)
-        if writes and leader and policy.pause is not None:
-            outcome, error, decision = await self._paused(policy, view, decision)
+        pause, paused_by, pause_error = policy.pause, "annotation", ""
+        if writes and leader:
+            pause, paused_by, pause_error = await self._pause(policy)
+        self.telemetry.paused.labels(policy.namespace, policy.name).set(1 if pause is not None else 0)
+        if writes and leader and pause_error:
+            outcome, error = WriteOutcome.PAUSE_CHECK_FAILED, pause_error
+            await self._report_outcome(policy, outcome, error, decision, view.uid)
+        elif writes and leader and pause is not None:
+            outcome, error, decision = await self._paused(policy, pause, paused_by, view, decision)
             if outcome is not WriteOutcome.NONE:
                 await self._report_outcome(policy, outcome, error, decision, view.uid)
         elif writes and decision.changes_scale and leader:
