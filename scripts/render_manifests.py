@@ -1,12 +1,15 @@
-"""Regenerate ``deploy/manifests/`` from the Helm chart, and the chart's copies of the alerts and the
-dashboard from ``deploy/prometheus/`` and ``deploy/grafana/``.
+"""Regenerate ``deploy/manifests/`` from the Helm chart, the chart's copies of the alerts and the
+dashboard from ``deploy/prometheus/`` and ``deploy/grafana/``, and the chart's CustomResourceDefinitions
+(``crds/``) from the policy schema (:mod:`autoscaler.policy.crd`).
 
     .venv/bin/python scripts/render_manifests.py           # write
     .venv/bin/python scripts/render_manifests.py --check   # exit 1 if anything is out of date
 
 Rendering is offline (``helm-python-sdk`` bundles Helm's Go SDK). Each variant is a values file under
 ``deploy/manifests/values/``; its output is one multi-document YAML file, a Namespace first, then the
-objects in Helm's install order. ``tests/test_deploy_chart.py`` runs the check.
+objects in Helm's install order, the CRDs included (Helm installs ``crds/`` before the templates and
+never templates them; kubectl users get them in the same file). ``tests/test_deploy_chart.py`` runs
+the check.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the package is next to scripts/
+    sys.path.insert(0, str(ROOT))
 CHART = ROOT / "deploy" / "helm" / "inference-autoscaler"
 MANIFESTS = ROOT / "deploy" / "manifests"
 RELEASE, NAMESPACE = "inference-autoscaler", "inference-autoscaler"
@@ -37,6 +42,7 @@ KIND_ORDER = [
     "PodDisruptionBudget",
     "Secret",
     "ConfigMap",
+    "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
     "Role",
@@ -63,6 +69,8 @@ def render_variant(values_file: Path) -> str:
         for doc in yaml.safe_load_all(text):
             if doc:
                 docs.append((template.split("/", 1)[1], doc))
+    for crd in sorted((CHART / "crds").glob("*.yaml")):
+        docs.extend((f"crds/{crd.name}", doc) for doc in yaml.safe_load_all(crd.read_text()) if doc)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     docs.insert(0, ("(added for kubectl users)", namespace))
 
@@ -80,9 +88,17 @@ def render_variant(values_file: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
+def crd_files() -> dict[Path, str]:
+    """The chart's CRDs, generated from the policy schema."""
+    from autoscaler.policy.crd import CRD_FILES, crd_documents, crd_yaml
+
+    return {CHART / "crds" / CRD_FILES[plural]: crd_yaml(crd) for plural, crd in crd_documents().items()}
+
+
 def expected_files() -> dict[Path, str]:
     """Every generated file and its content."""
     out = {dest: src.read_text() for src, dest in COPIES.items()}
+    out.update(crd_files())
     for values_file in sorted((MANIFESTS / "values").glob("*.yaml")):
         out[MANIFESTS / values_file.name] = render_variant(values_file)
     return out
@@ -92,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report stale files instead of writing them")
     args = parser.parse_args(argv)
-    # The copies first: the chart renders them.
-    for src, dest in COPIES.items():
-        if not args.check:
+    # The copies and the CRDs first: the chart renders them.
+    if not args.check:
+        for src, dest in COPIES.items():
             dest.write_text(src.read_text())
+        for path, text in crd_files().items():
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
     stale = []
     for path, text in expected_files().items():
         if not path.exists() or path.read_text() != text:

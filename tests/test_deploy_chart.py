@@ -8,13 +8,16 @@ Case matrix:
                dry run | development (insecureSkipTLSVerify, no HPA reader)
   validation   every rendered object: kubernetes-validate strict for 1.30.0 and 1.33.0; CRD kinds
                (ServiceMonitor, PrometheusRule, Certificate, Issuer) checked structurally; helm lint
-               --strict for each value set
+               --strict for each value set; the chart's own CRDs (crds/, never templated) loaded by
+               Helm and validated strictly
+  policies     ScalingPolicy/PolicyDefaults CRDs shipped in the chart and the manifests; the aggregated
+               ClusterRoles (admin/edit write, view reads with status) bound to nobody, and optional
   Deployment   2 replicas, leader election, probes, resources, non-root, read-only root fs, seccomp,
                no privilege escalation, capabilities dropped, topology spread on its own pods; its
                args parse with the real CLI (so a renamed flag fails here)
   refusals     schema (unknown key, bad enum, replicaCount 0) and the chart's own `fail` checks
-  sync         deploy/manifests and the chart's copies of the alerts and dashboard are up to date;
-               `kubectl kustomize deploy/` builds
+  sync         deploy/manifests, the chart's copies of the alerts and dashboard, and its CRDs are up to
+               date; `kubectl kustomize deploy/` builds, with the CRDs and the aggregated roles
 """
 
 from __future__ import annotations
@@ -158,8 +161,8 @@ def test_helm_lint_strict(key: str) -> None:
 def test_defaults_install_what_a_platform_team_expects(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["defaults"]
     assert kinds(docs) == sorted(
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "Role",
-         "RoleBinding", "Service", "ServiceAccount"]
+        ["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+         "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
     )
     spec = one(docs, "Deployment")["spec"]
     assert spec["replicas"] == 2
@@ -269,6 +272,60 @@ def test_development_metrics_api(rendered: dict[str, list[dict[str, Any]]]) -> N
     assert not [d for d in docs if d["kind"] == "ClusterRole" and "external-metrics-reader" in d["metadata"]["name"]]
 
 
+# ---------------------------------------------------------------------------------------- policy CRDs
+
+POLICY_GROUP = "inference-autoscaler.io"
+
+
+def test_the_chart_ships_the_policy_crds_outside_its_templates() -> None:
+    chart = helm_python.Chart.load(str(CHART))
+    crds = {c["name"]: yaml.safe_load(c["data"]) for c in chart.crds}
+    assert set(crds) == {f"crds/scalingpolicies.{POLICY_GROUP}.yaml", f"crds/policydefaults.{POLICY_GROUP}.yaml"}
+    for crd in crds.values():
+        assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == POLICY_GROUP
+        for version in ("1.30.0", "1.33.0"):
+            kubernetes_validate.validate(crd, version, strict=True)
+    # Helm applies crds/ verbatim: the PromQL placeholders in a description stay as written
+    assert "{{namespace}}" in "".join(c["data"] for c in chart.crds)
+    rendered = render({})
+    assert not [d for d in rendered if d["kind"] == "CustomResourceDefinition"]
+
+
+def aggregated(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    prefix = "rbac.authorization.k8s.io/aggregate-to-"
+    return {label.removeprefix(prefix): d for d in docs if d["kind"] == "ClusterRole"
+            for label in d["metadata"]["labels"] if label.startswith(prefix)}
+
+
+def test_teams_get_policy_rights_through_the_builtin_roles(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for key in ("defaults", "everything"):  # with watchNamespaces too: these bind nobody
+        roles = aggregated(rendered[key])
+        assert set(roles) == {"admin", "edit", "view"}, key
+        assert roles["admin"] is roles["edit"]
+        (write,) = roles["edit"]["rules"]
+        assert write["apiGroups"] == [POLICY_GROUP] and set(write["resources"]) == {"scalingpolicies", "policydefaults"}
+        assert {"create", "update", "patch", "delete"} <= set(write["verbs"])
+        (read,) = roles["view"]["rules"]
+        assert set(read["resources"]) == {"scalingpolicies", "scalingpolicies/status", "policydefaults"}
+        assert read["verbs"] == ["get", "list", "watch"]
+        names = {d["metadata"]["name"] for d in roles.values()}
+        assert not [b for b in rendered[key] if "Binding" in b["kind"] and b["roleRef"]["name"] in names]
+    assert aggregated(render({"rbac": {"aggregateToBuiltinRoles": False}})) == {}
+
+
+def test_the_service_reads_policies_and_writes_their_status(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    (role,) = [d for d in rendered["defaults"] if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "ia-inference-autoscaler"]
+    rules = role["rules"]
+    assert {"apiGroups": [POLICY_GROUP], "resources": ["scalingpolicies", "policydefaults"], "verbs": ["get", "list", "watch"]} in rules
+    assert {"apiGroups": [POLICY_GROUP], "resources": ["scalingpolicies/status"], "verbs": ["patch", "update"]} in rules
+    assert {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "watch"]} in rules
+    assert {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list", "watch"]} in rules
+    for key in ("everything",):  # per watched namespace, the same rules in a Role
+        roles = [d for d in rendered[key] if d["kind"] == "Role" and d["metadata"]["namespace"] in ("team-a", "team-b")]
+        assert len(roles) == 2 and all({"apiGroups": [POLICY_GROUP], "resources": ["scalingpolicies/status"],
+                                        "verbs": ["patch", "update"]} in r["rules"] for r in roles)
+
+
 # ---------------------------------------------------------------------------------------- refusals
 
 
@@ -324,6 +381,8 @@ def test_plain_manifests_validate_and_start_with_the_namespace() -> None:
     for path in sorted((ROOT / "deploy" / "manifests").glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
         assert docs[0]["kind"] == "Namespace", path.name
+        crds = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition")
+        assert crds == ["policydefaults.inference-autoscaler.io", "scalingpolicies.inference-autoscaler.io"], path.name
         for doc in docs:
             if doc["kind"] not in CRD_KINDS:
                 kubernetes_validate.validate(doc, "1.30.0", strict=True)
@@ -333,4 +392,7 @@ def test_kubectl_kustomize_builds() -> None:
     done = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     docs = [d for d in yaml.safe_load_all(done.stdout) if d]
-    assert {"Namespace", "Deployment", "ClusterRole", "Service"} <= {d["kind"] for d in docs}
+    assert {"Namespace", "Deployment", "ClusterRole", "Service", "CustomResourceDefinition"} <= {d["kind"] for d in docs}
+    assert {"scalingpolicies.inference-autoscaler.io", "policydefaults.inference-autoscaler.io"} <= {
+        d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"}
+    assert set(aggregated(docs)) == {"admin", "edit", "view"}

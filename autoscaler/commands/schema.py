@@ -1,5 +1,6 @@
 """``inference-autoscaler schema``: print the JSON Schema of policy files (for yaml-language-server),
-or with ``--kind`` of simulation scenarios and baselines."""
+or with ``--kind`` of simulation scenarios and baselines, or with ``--crd`` the ScalingPolicy and
+PolicyDefaults CustomResourceDefinitions (YAML, generated from the same schema)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,21 @@ def register(subparsers: Any) -> None:
         default="ScalingPolicy",
         help="which file format (default ScalingPolicy: policy and PolicyDefaults documents)",
     )
+    parser.add_argument(
+        "--crd",
+        action="store_true",
+        help="print the CustomResourceDefinitions of ScalingPolicy and PolicyDefaults (YAML) instead",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     kind = getattr(args, "kind", "ScalingPolicy")
+    if getattr(args, "crd", False):
+        from autoscaler.policy.crd import crd_documents, crd_yaml
+
+        print("---\n".join(crd_yaml(crd) for crd in crd_documents().values()), end="")
+        return Exit.OK
     if kind == "ScalingPolicy":
         schema = document_json_schema()
     else:  # the simulator's formats: imported only when asked for (the sim extra)

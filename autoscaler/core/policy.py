@@ -333,6 +333,9 @@ class ScalingPolicy:
     wake: Wake | None = None
     slo: Slo | None = None
     pause: Pause | None = None
+    generation: int | None = field(default=None, compare=False)
+    """The API object's ``metadata.generation`` (for ``status.observedGeneration``); None for a file.
+    Not compared: a generation bump with the same spec is the same policy (no retarget)."""
 
     @property
     def signals(self) -> tuple[MetricSpec, ...]:

@@ -74,9 +74,13 @@ def _metric_name(value: str) -> str | None:
 
 _METADATA = Obj(
     fields={
-        "name": Text(pattern_check=_dns_subdomain, description="Policy name, unique in its namespace."),
+        "name": Text(
+            pattern_check=_dns_subdomain,
+            pattern=_DNS_SUBDOMAIN.pattern,
+            description="Policy name, unique in its namespace.",
+        ),
         "namespace": Text(
-            pattern_check=_dns_label,
+            pattern_check=_dns_label, pattern=_DNS_LABEL.pattern,
             description="The team's namespace. The policy can only act on objects in this namespace.",
         ),
         "labels": StringMap(description="Free-form labels, e.g. team: search."),
@@ -137,7 +141,7 @@ _TARGET_VALUE = Obj(
 
 _METRIC = Obj(
     fields={
-        "name": Text(pattern_check=_metric_name),
+        "name": Text(pattern_check=_metric_name, pattern=_METRIC_NAME.pattern),
         "source": _SOURCE,
         "target": _TARGET_VALUE,
     },
@@ -148,12 +152,16 @@ _SPEC = Obj(
     fields={
         "target": Obj(
             fields={
-                "apiVersion": Text(pattern_check=_api_version, description="e.g. apps/v1 or serving.kserve.io/v1beta1"),
+                "apiVersion": Text(
+                    pattern_check=_api_version,
+                    pattern=_API_VERSION.pattern,
+                    description="e.g. apps/v1 or serving.kserve.io/v1beta1",
+                ),
                 "kind": Text(
-                    pattern_check=_kind,
+                    pattern_check=_kind, pattern=_KIND.pattern,
                     description="Deployment, StatefulSet, InferenceService, ... (needs a scale subresource)",
                 ),
-                "name": Text(pattern_check=_dns_subdomain),
+                "name": Text(pattern_check=_dns_subdomain, pattern=_DNS_SUBDOMAIN.pattern),
             },
             required=("apiVersion", "kind", "name"),
             forbidden={
@@ -238,7 +246,7 @@ _SPEC = Obj(
                 ),
                 "placeholder": Obj(
                     fields={
-                        "name": Text(pattern_check=_dns_subdomain),
+                        "name": Text(pattern_check=_dns_subdomain, pattern=_DNS_SUBDOMAIN.pattern),
                         "podsPerReplica": Integer(minimum=1, maximum=1000),
                     },
                     required=("name",),
@@ -295,8 +303,8 @@ DEFAULTS_DOCUMENT = Obj(
         "kind": Enum(choices=("PolicyDefaults",)),
         "metadata": Obj(
             fields={
-                "name": Text(pattern_check=_dns_subdomain),
-                "namespace": Text(pattern_check=_dns_label),
+                "name": Text(pattern_check=_dns_subdomain, pattern=_DNS_SUBDOMAIN.pattern),
+                "namespace": Text(pattern_check=_dns_label, pattern=_DNS_LABEL.pattern),
                 "labels": StringMap(),
                 "annotations": StringMap(),
             },

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from autoscaler.core.policy import (
     MetricTarget,
     Mode,
     Pause,
+    PauseAnnotationError,
     Placeholder,
     Predictive,
     RuleType,
@@ -64,12 +65,13 @@ from autoscaler.core.policy import (
     TargetType,
     Wake,
     WarmPool,
+    parse_pause,
 )
 from autoscaler.core.quantity import parse_quantity, parse_quantity_milli
 from autoscaler.errors import PolicyError
 from autoscaler.policy.documents import KINDS, POLICY_DOCUMENT
 from autoscaler.policy.reader import DuplicateKey, ReadRefused, compose, read_text
-from autoscaler.policy.schema import INT32_MAX, NO_VALUE, Issue, check, did_you_mean
+from autoscaler.policy.schema import NO_VALUE, Issue, check, did_you_mean
 from autoscaler.presets import PRESETS, Aggregation
 
 __all__ = [
@@ -83,6 +85,9 @@ __all__ = [
     "discover_files",
     "load_policies",
     "load_policy_file",
+    "load_policy_objects",
+    "object_document",
+    "object_source",
     "policy_to_document",
     "read_files",
     "sort_documents",
@@ -100,7 +105,8 @@ MAX_TOTAL_BYTES = 64 << 20
 
 @dataclass(frozen=True, slots=True)
 class PolicyProblem:
-    """A problem in a policy file, printable as ``file:line: field = value: message``."""
+    """A problem in a policy file, printable as ``file:line: field = value: message``; for an API object
+    ``file`` names the object (``ScalingPolicy team-a/chat``) and there is no line."""
 
     file: str
     line: int | None
@@ -331,22 +337,13 @@ def _metric(raw: Mapping[str, Any], index: int, issues: list[Issue]) -> MetricSp
 
 def _pause(annotations: Mapping[str, str], issues: list[Issue]) -> Pause | None:
     """``inference-autoscaler.io/paused: "true"`` freezes writes; ``.../paused-replicas: "N"`` sets the
-    target to N once and freezes it there (KEDA's ``autoscaling.keda.sh/...`` names work too)."""
-    given = {KEDA_PAUSE_ANNOTATIONS.get(key, key): (key, value) for key, value in annotations.items()}
-    paused, count = given.get(PAUSED_ANNOTATION), given.get(PAUSED_REPLICAS_ANNOTATION)
-    if paused is not None and paused[1].strip().lower() not in ("true", "false"):
-        issues.append(Issue(("metadata", "annotations", paused[0]), paused[1], "must be \"true\" or \"false\""))
+    target to N once and freezes it there (KEDA's ``autoscaling.keda.sh/...`` names work too): the same
+    reading as a target's own annotations (:func:`autoscaler.core.policy.parse_pause`)."""
+    try:
+        return parse_pause(annotations)
+    except PauseAnnotationError as exc:
+        issues.append(Issue(("metadata", "annotations", exc.key), exc.value, exc.message))
         return None
-    replicas = None
-    if count is not None:
-        text = count[1].strip()
-        if not text.isdigit() or int(text) > INT32_MAX:
-            issues.append(Issue(("metadata", "annotations", count[0]), count[1], "must be a replica count (0..2^31-1)"))
-            return None
-        replicas = int(text)
-    if replicas is None and (paused is None or paused[1].strip().lower() != "true"):
-        return None
-    return Pause(replicas)
 
 
 def _fallback_behavior(raw: Mapping[str, Any]) -> str:
@@ -648,6 +645,8 @@ class LoadResult:
     that came from broken or conflicting defaults)."""
     conflicts: list[TargetConflict] = field(default_factory=list)
     """Valid policies refused because their target already has one (each also in ``errors``)."""
+    layers: list[_Layer] = field(default_factory=list)
+    """The PolicyDefaults read, valid or not: :func:`load_policy_objects` layers objects over them."""
 
     def by_file(self) -> dict[str, list[ScalingPolicy]]:
         out: dict[str, list[ScalingPolicy]] = {name: [] for name in self.files}
@@ -847,12 +846,19 @@ def apply_defaults(doc: _Doc, layers: Sequence[_Layer]) -> _Layered | list[Polic
     folder first; or, when one of those defaults is invalid, why the policy is not loaded."""
     namespace = doc.data.get("metadata", {}).get("namespace", "")
     applicable = sorted((layer for layer in layers if layer.applies_to(doc, namespace)), key=lambda la: la.order)
+    return _layer_over(doc, applicable)
+
+
+def _where(doc: _Doc) -> str:
+    return doc.file if doc.line is None else f"{doc.file}:{doc.line}"
+
+
+def _layer_over(doc: _Doc, applicable: Sequence[_Layer]) -> _Layered | list[PolicyProblem]:
+    """``doc`` merged over ``applicable`` (outermost first), or why not: one of them is invalid."""
     broken = [layer for layer in applicable if not layer.valid]
     if broken:
         return [
-            PolicyProblem(
-                doc.file, doc.line, "", None, f"not loaded: its defaults {layer.doc.file}:{layer.doc.line} are invalid"
-            )
+            PolicyProblem(doc.file, doc.line, "", None, f"not loaded: its defaults {_where(layer.doc)} are invalid")
             for layer in broken
         ]
     merged_spec: Any = {}
@@ -876,7 +882,7 @@ def validate_policy(layered: _Layered) -> ScalingPolicy | list[PolicyProblem]:
     issues = check(POLICY_DOCUMENT, layered.data)
     if not issues:
         try:
-            return _build(layered.data, f"{doc.file}:{doc.line}")
+            return _build(layered.data, doc.file if doc.line is None else f"{doc.file}:{doc.line}")
         except _Invalid as invalid:
             issues = invalid.issues
     problems = []
@@ -911,32 +917,78 @@ def _file_order(file: str, index: int) -> tuple[tuple[str, ...], int]:
     return Path(file).parts, index
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A valid policy's claim on its target: its rank when claims are settled, where it names its target
+    (for the message refusing another), and how to refuse it."""
+
+    policy: ScalingPolicy
+    rank: tuple[int, tuple[str, ...], int]
+    at: str
+    refuse: Callable[[str], PolicyProblem]
+
+
+def _file_claim(doc: _Doc, policy: ScalingPolicy) -> _Claim:
+    """Files rank first (platform-owned GitOps config outranks a namespaced object), by path then position."""
+    return _Claim(
+        policy,
+        (0, *_file_order(doc.file, doc.index)),
+        f"{doc.file}:{doc.line_of(('spec', 'target'))}",
+        lambda message: doc.error(Issue(("spec", "target"), NO_VALUE, message)),
+    )
+
+
+def _object_claim(policy: ScalingPolicy) -> _Claim:
+    """API objects rank after files, by namespace and name."""
+    return _Claim(
+        policy,
+        (1, (policy.namespace, policy.name), 0),
+        policy.source,
+        lambda message: PolicyProblem(policy.source, None, "spec.target", NO_VALUE, message),
+    )
+
+
+def _loaded_claim(policy: ScalingPolicy) -> _Claim:
+    """The claim of a policy loaded earlier (from a file, or an object), known only by its ``source``."""
+    if policy.generation is not None:
+        return _object_claim(policy)
+    file, _, line = policy.source.rpartition(":")
+    at_line = int(line) if line.isdigit() else None
+    return _Claim(
+        policy,
+        (0, *_file_order(file or policy.source, at_line or 0)),
+        policy.source,
+        lambda message: PolicyProblem(file or policy.source, at_line, "spec.target", NO_VALUE, message),
+    )
+
+
 def _settle_owners(
-    claims: Sequence[tuple[_Doc, ScalingPolicy]], owners: Mapping[TargetKey, str], result: LoadResult
+    claims: Sequence[_Claim], owners: Mapping[TargetKey, str], result: LoadResult
 ) -> set[int]:
-    """One owner per target. The policy that ``owners`` names for a target (the one running, in the
-    service) keeps it; otherwise the first in :func:`_file_order`. Every other claimant is refused with
-    an error naming both ``file:line``. Returns the ``id`` of the refused policies."""
-    by_target: dict[TargetKey, list[tuple[_Doc, ScalingPolicy]]] = {}
-    for doc, policy in claims:
-        by_target.setdefault(target_identity(policy), []).append((doc, policy))
+    """One owner per target, whatever the claims' sources. The policy that ``owners`` names for a
+    target (the one running, in the service) keeps it; otherwise the first by rank: files before API
+    objects, files by :func:`_file_order`, objects by namespace and name. Every other claimant is
+    refused (an error and a :class:`TargetConflict` naming both). Returns the ``id`` of the refused."""
+    by_target: dict[TargetKey, list[_Claim]] = {}
+    for claim in claims:
+        by_target.setdefault(target_identity(claim.policy), []).append(claim)
     refused: set[int] = set()
     for target, claimants in by_target.items():
         if len(claimants) < 2:
             continue
         incumbent = owners.get(target)
-        claimants.sort(key=lambda c: (c[1].key != incumbent, _file_order(c[0].file, c[0].index)))
-        owner_doc, owner = claimants[0]
-        owner_at = f"{owner_doc.file}:{owner_doc.line_of(('spec', 'target'))}"
-        for doc, policy in claimants[1:]:
+        claimants.sort(key=lambda c: (c.policy.key != incumbent, c.rank))
+        owner = claimants[0]
+        for claim in claimants[1:]:
             message = (
-                f"{describe_target(policy)} already has a policy: {owner.key} at {owner_at}; a target has one "
-                "owner (two would fight over its replicas), so this policy is not loaded: retarget or remove one"
+                f"{describe_target(claim.policy)} already has a policy: {owner.policy.key} at {owner.at}; a target "
+                "has one owner (two would fight over its replicas), so this policy is not loaded: retarget or "
+                "remove one"
             )
-            problem = doc.error(Issue(("spec", "target"), NO_VALUE, message))
+            problem = claim.refuse(message)
             result.errors.append(problem)
-            result.conflicts.append(TargetConflict(policy, owner, problem))
-            refused.add(id(policy))
+            result.conflicts.append(TargetConflict(claim.policy, owner.policy, problem))
+            refused.add(id(claim.policy))
     return refused
 
 
@@ -962,8 +1014,9 @@ def load_policies(
     sources, problems = discover_files(paths, root=root)
     result.errors.extend(problems)
     layers, candidates = sort_documents(read_files(sources, result), result.errors)
+    result.layers.extend(layers)
     seen: dict[str, str] = {}
-    claims: list[tuple[_Doc, ScalingPolicy]] = []
+    claims: list[_Claim] = []
     for doc in candidates:
         try:
             policy = _validated(doc, layers, result)
@@ -978,9 +1031,9 @@ def load_policies(
             result.errors.append(PolicyProblem(doc.file, doc.line, "metadata.name", policy.name, message))
             continue
         seen[policy.key] = policy.source
-        claims.append((doc, policy))
+        claims.append(_file_claim(doc, policy))
     refused = _settle_owners(claims, owners or {}, result)
-    result.policies.extend(policy for _, policy in claims if id(policy) not in refused)
+    result.policies.extend(claim.policy for claim in claims if id(claim.policy) not in refused)
     result.failed_files.update(error.file for error in result.errors)
     result.errors.sort(key=lambda e: (e.file, e.line or 0))
     return result
@@ -1005,6 +1058,174 @@ def _validated(doc: _Doc, layers: Sequence[_Layer], result: LoadResult) -> Scali
         result.failed_files.add(doc.file)  # the error may point at the defaults; the policy is here
         return None
     return policy
+
+
+# -------------------------------------------------------------------------------------- API objects
+
+_PAUSE_ANNOTATIONS = frozenset({PAUSED_ANNOTATION, PAUSED_REPLICAS_ANNOTATION, *KEDA_PAUSE_ANNOTATIONS})
+
+
+def object_source(obj: Mapping[str, Any]) -> str:
+    """How problems and :attr:`ScalingPolicy.source` name an API object: ``ScalingPolicy team-a/chat``."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    kind, namespace, name = obj.get("kind"), meta.get("namespace"), meta.get("name")
+    return _printable(f"{kind if isinstance(kind, str) else 'object'} {namespace or ''}/{name or ''}")[:300]
+
+
+def object_document(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy document an API object stands for: its apiVersion, kind and spec, and the metadata the
+    file format has (name, namespace, labels, the pause annotations). ``status``, ``managedFields`` and
+    the rest of the server's metadata (uid, resourceVersion, generation, other annotations such as
+    kubectl's last-applied-configuration) are not part of the policy."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    metadata: dict[str, Any] = {key: meta[key] for key in ("name", "namespace") if key in meta}
+    if meta.get("labels"):
+        metadata["labels"] = meta["labels"]
+    annotations = meta.get("annotations")
+    if isinstance(annotations, Mapping):
+        paused = {key: value for key, value in annotations.items() if key in _PAUSE_ANNOTATIONS}
+        if paused:
+            metadata["annotations"] = paused
+    document: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": metadata}
+    if "spec" in obj:
+        document["spec"] = obj["spec"]
+    return document
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    meta = obj.get("metadata")
+    generation = meta.get("generation") if isinstance(meta, Mapping) else None
+    return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
+
+
+def _applies_to_objects(layer: _Layer, namespace: str) -> bool:
+    """Which file defaults an object gets: those for its namespace (``metadata.namespace``, wherever
+    the file is), and the org-wide ones (no namespace, at the policy root). An object has no folder, so
+    namespace-less defaults in a team folder, which apply to that folder's files, do not apply to it."""
+    if layer.namespace is not None:
+        return layer.namespace == namespace
+    return layer.doc.directory == layer.doc.root
+
+
+def _sort_objects(
+    objects: Iterable[Any], problems: list[PolicyProblem]
+) -> tuple[dict[str, list[_Layer]], list[tuple[_Doc, int]]]:
+    """The objects as documents: PolicyDefaults layers by namespace, and policy candidates with their
+    generation. As :func:`sort_documents` for files; a wrong kind or apiVersion is a problem."""
+    layers: dict[str, list[_Layer]] = {}
+    candidates: list[tuple[_Doc, int]] = []
+    for obj in objects:
+        if not isinstance(obj, Mapping):
+            problems.append(PolicyProblem("object", None, "", None, "an API object must be a mapping"))
+            continue
+        doc = _Doc(object_source(obj), 0, object_document(obj), {})
+        kind, namespace = doc.data["kind"], doc.data["metadata"].get("namespace")
+        if not isinstance(kind, str) or kind not in KINDS:
+            problems.append(doc.error(Issue(("kind",), kind, f"must be one of {', '.join(KINDS)}")))
+            continue
+        issues: list[Issue] = []
+        if doc.data["apiVersion"] != API_VERSION:
+            issues.append(Issue(("apiVersion",), doc.data["apiVersion"], f"must be {API_VERSION}"))
+        if not isinstance(namespace, str) or not namespace:
+            issues.append(Issue(("metadata", "namespace"), NO_VALUE, "is required: both kinds are namespaced"))
+        if kind == "PolicyDefaults":
+            issues = issues or check(KINDS[kind], doc.data)
+            problems.extend(doc.error(issue) for issue in issues)
+            if isinstance(namespace, str):
+                layers.setdefault(namespace, []).append(_Layer(doc, namespace, valid=not issues))
+        elif issues:
+            problems.extend(doc.error(issue) for issue in issues)
+        else:
+            candidates.append((doc, _generation(obj)))
+    for found in layers.values():
+        found.sort(key=lambda layer: layer.doc.file)
+    return layers, candidates
+
+
+def _validated_object(doc: _Doc, applicable: Sequence[_Layer], result: LoadResult) -> ScalingPolicy | None:
+    """As :func:`_validated` for a file's document; every problem is the object's (a value that came
+    from a defaults file says so in the message)."""
+    issues = check(_OWN_FIELDS, doc.data)
+    if issues:
+        result.errors.extend(doc.error(issue) for issue in issues)
+        return None
+    layered = _layer_over(doc, applicable)
+    built = layered if isinstance(layered, list) else validate_policy(layered)
+    if isinstance(built, ScalingPolicy):
+        return built
+    for problem in built:
+        if problem.file != doc.file:
+            origin = problem.file if problem.line is None else f"{problem.file}:{problem.line}"
+            problem = PolicyProblem(doc.file, None, problem.path, problem.value, f"{problem.message} (set by {origin})")
+        result.errors.append(problem)
+    return None
+
+
+def load_policy_objects(
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    files: LoadResult | None = None,
+    owners: Mapping[TargetKey, str] | None = None,
+) -> LoadResult:
+    """Load ``ScalingPolicy`` and ``PolicyDefaults`` API objects (dicts as the API returns them), together
+    with what :func:`load_policies` loaded from ``files``. Never raises for bad input.
+
+    * An object is its file document: ``metadata.namespace`` is authoritative (the format has no other
+      namespace: ``spec.target.namespace`` is refused), and ``status``, ``managedFields`` and
+      server-set metadata are ignored (:func:`object_document`).
+    * Layering, outermost first: the org-wide file defaults (no namespace, at the policy root), the
+      file defaults for the object's namespace (``metadata.namespace``), the namespace's
+      ``PolicyDefaults`` objects (by name), then the object. Mappings merge, lists are replaced, as for
+      files. Broken defaults (a file's or an object's) keep the policies they apply to from loading.
+    * A problem names the object: ``ScalingPolicy team-a/chat: spec.minReplicas = -1: must be >= 0``.
+      A policy's ``source`` is ``ScalingPolicy team-a/chat`` and its ``generation`` the object's.
+    * One owner per target, across files and objects (:func:`_settle_owners`): the policy that ``owners``
+      names (the running one) keeps its target; with none running, a file outranks an object
+      (platform-owned GitOps config over a namespaced object), then files by path, objects by
+      namespace/name. The other is refused with a :class:`TargetConflict` naming both.
+    * A file and an object with one ``namespace/name``: the file's is loaded and the object refused
+      (``metadata.name``), whatever runs: a policy's key names it everywhere (state, metrics, Events).
+
+    The result holds the file policies and errors too (when ``files`` is given), minus any file policy
+    refused because a running object owns its target.
+    """
+    result = LoadResult()
+    if files is not None:
+        result.policies.extend(files.policies)
+        result.errors.extend(files.errors)
+        result.files.extend(files.files)
+        result.failed_files.update(files.failed_files)
+        result.conflicts.extend(files.conflicts)
+        result.layers.extend(files.layers)
+    file_layers = sorted(result.layers, key=lambda layer: layer.order)
+    object_layers, candidates = _sort_objects(objects, result.errors)
+    taken = {policy.key: policy.source for policy in result.policies}
+    loaded: list[ScalingPolicy] = []
+    for doc, generation in candidates:
+        namespace = doc.data["metadata"]["namespace"]
+        applicable = [layer for layer in file_layers if _applies_to_objects(layer, namespace)]
+        try:
+            policy = _validated_object(doc, [*applicable, *object_layers.get(namespace, [])], result)
+        except Exception as exc:  # a defect must cost this object, never the others (nor the service)
+            message = f"internal error while validating this object: {type(exc).__name__}: {exc}"
+            result.errors.append(PolicyProblem(doc.file, None, "", None, _printable(message)[:500]))
+            continue
+        if policy is None:
+            continue
+        if policy.key in taken:
+            message = f"{policy.key} is already defined by {taken[policy.key]}; rename this object or remove the other"
+            result.errors.append(PolicyProblem(doc.file, None, "metadata.name", policy.name, message))
+            continue
+        taken[policy.key] = policy.source
+        loaded.append(replace(policy, generation=generation))
+    claims = [_loaded_claim(policy) for policy in result.policies] + [_object_claim(policy) for policy in loaded]
+    refused = _settle_owners(claims, owners or {}, result)
+    result.policies = [claim.policy for claim in claims if id(claim.policy) not in refused]
+    result.failed_files.update(error.file for error in result.errors)
+    result.errors.sort(key=lambda e: (e.file, e.line or 0))
+    return result
 
 
 def load_policy_file(

@@ -88,10 +88,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{- /* What the controller does in the namespaces of its policies: read and write the targets' scale
-subresource (and the warm-pool placeholder Deployment's), count their ready pods, refuse to fight an
-HPA, and record Events on the targets. It never reads the target objects themselves. */}}
+{{- /* What the controller does in the namespaces of its policies: read its ScalingPolicy and
+PolicyDefaults objects and write the policies' status, read and write the targets' scale subresource
+(and the warm-pool placeholder Deployment's), count their ready pods, refuse to fight an HPA, and
+record Events on the targets. The targets themselves are listed and watched for the watched caches,
+and read by name without one (their own pause annotations). */}}
 {{- define "ia.targetRules" -}}
+- apiGroups: [inference-autoscaler.io]
+  resources: [scalingpolicies, policydefaults]
+  verbs: [get, list, watch]
+- apiGroups: [inference-autoscaler.io]
+  resources: [scalingpolicies/status]
+  verbs: [patch, update]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
@@ -108,6 +116,12 @@ HPA, and record Events on the targets. It never reads the target objects themsel
     - {{ . }}/scale
     {{- end }}
   verbs: [get, update, patch]
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources:
+    {{- range .resources }}
+    - {{ . }}
+    {{- end }}
+  verbs: [get, list, watch]
 {{- end }}
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
