@@ -21,6 +21,15 @@ scored on the same origins. Columns:
 * ``cover``    share of targets at or below the upper forecast (goal: about q).
 * ``MAPE``     of the median / point forecast (targets > 0).
 
+Memory (issue #17): bytes per target of 8 days at 15 s, measured with tracemalloc (arrays and object
+overhead), for the single float64 array the history used to be and for the two-tier history (the last
+27 h at 15 s, 5-minute means before), built at once (a warm start) and after 9 days of ticks.
+
+Downsampling accuracy: ``servegen at 15 s`` spreads the 14-day ServeGen fleet rate over 15 s bins
+(Poisson arrivals at the 600 s window's rate, seeded), the only long series at a step fine enough to
+fold. Two histories are fed tick by tick, the two-tier one and one kept at full resolution
+(``full_span_s=math.inf``), and both forecast from the same origins of days 9-14 (every 15 minutes).
+
 Baselines, implemented from their published descriptions (no statsmodels/pmdarima here):
 
 * ``last value`` - what a reactive scaler uses; identical to Dynamo's ``constant`` predictor.
@@ -44,6 +53,7 @@ import json
 import math
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +61,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.forecast import DemandHistory, forecast_demand
+from autoscaler.forecast import DemandHistory, Forecast, forecast_demand
 from autoscaler.forecast.select import FLOOR_FRACTION
 
 FloatArray = npt.NDArray[np.float64]
@@ -333,7 +343,7 @@ def cost() -> None:
             out.append((time.perf_counter_ns() - s) / 1e6)
         return out
 
-    base = timed(lambda: np.sort(hist.values), 50)
+    base = timed(lambda: np.sort(hist.dense()[1]), 50)
     print(
         f"per call, 8 days of 15 s history ({n} points, 1% gaps); "
         f"baseline np.sort of it: {statistics.median(base):.2f} ms"
@@ -346,27 +356,134 @@ def cost() -> None:
             f"  horizon {horizon:4.0f} s: median {med:.2f} ms, p90 {ts[int(0.9 * len(ts))]:.2f} ms, min {ts[0]:.2f} ms "
             f"({med / statistics.median(base):.1f}x the sort)"
         )
-    day = timed(lambda: hist.append(now + 15.0, 100.0), 50)
-    print(f"  DemandHistory.append: median {statistics.median(day) * 1000:.0f} us")
+    retry = timed(lambda: hist.append(now + 15.0, 100.0), 50)
+    print(
+        f"  DemandHistory.append to a value already appended to (a retry: copies): "
+        f"median {statistics.median(retry) * 1000:.0f} us"
+    )
+    ticks = DemandHistory.empty(start_s=0.0, step_s=step)
+    started = time.perf_counter()
+    for i in range(n):
+        ticks = ticks.append(i * step, float(y[i]))
+    mean_us = (time.perf_counter() - started) / n * 1e6
+    print(f"  DemandHistory.append tick by tick over 8 days (the controller's path): {mean_us:.1f} us mean")
+
+
+def retained_bytes(build: Callable[[], object]) -> tuple[int, object]:
+    """Bytes still allocated after ``build()`` returned (its garbage freed), and what it built."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        value = build()
+        return tracemalloc.get_traced_memory()[0] - before, value
+    finally:
+        tracemalloc.stop()
+
+
+def memory() -> None:
+    step = 15.0
+    n = int(8 * DAY_S / step)
+    rng = np.random.default_rng(8)
+    t = np.arange(n + DAY_S / step) * step
+    y = rng.poisson((100 + 60 * np.sin(2 * np.pi * t / DAY_S)) * step) / step
+    old, _ = retained_bytes(lambda: np.array(y[:n], dtype=np.float64))  # what the old value held
+    at_once, hist = retained_bytes(lambda: DemandHistory(0.0, step, y[:n]))
+
+    def ticked() -> DemandHistory:
+        h = DemandHistory.empty(start_s=0.0, step_s=step)
+        for i, v in enumerate(y):
+            h = h.append(i * step, float(v))
+        return h
+
+    after, ticks = retained_bytes(ticked)
+    assert isinstance(hist, DemandHistory) and isinstance(ticks, DemandHistory)
+    print(f"memory per target, 8 days at 15 s ({n} points), tracemalloc:")
+    print(f"  single float64 array (the layout before): {old:8,d} B")
+    print(f"  two tiers, built at once (warm start):    {at_once:8,d} B ({old / at_once:.1f}x smaller; {hist!r})")
+    print(f"  two tiers, after 9 days of ticks:         {after:8,d} B ({old / after:.1f}x smaller; {ticks!r})")
+
+
+def servegen_at_15s() -> tuple[float, FloatArray]:
+    step, rate = servegen_fleet()
+    fine = 15.0
+    per = round(step / fine)
+    lam = np.repeat(rate, per)  # req/s of the 600 s window, for each 15 s bin in it
+    rng = np.random.default_rng(17)
+    return fine, np.asarray(rng.poisson(lam * fine) / fine, dtype=np.float64)
+
+
+def downsampling(y: FloatArray, step_s: float) -> None:
+    """Forecast from the same origins with the two-tier history and one kept at full resolution."""
+    per_day = round(DAY_S / step_s)
+    horizons = (180.0, 600.0, 1800.0)
+    origins = np.arange(9 * per_day, y.size - round(max(horizons) / step_s), round(900 / step_s))
+    layouts = {"two tiers (27 h at 15 s, then 5 min)": None, "full resolution (float32, no folding)": math.inf}
+    results: dict[tuple[str, float], list[Forecast]] = {(name, hz): [] for name in layouts for hz in horizons}
+    sizes: dict[str, int] = {}
+    seconds: dict[str, float] = dict.fromkeys(layouts, 0.0)
+    for name, span in layouts.items():
+        hist = DemandHistory.empty(start_s=0.0, step_s=step_s, full_span_s=span)
+        wanted = set(origins.tolist())
+        for i in range(origins[-1] + 1):
+            hist = hist.append(i * step_s, float(y[i]))
+            if i not in wanted:
+                continue
+            for hz in horizons:
+                started = time.perf_counter()
+                f = forecast_demand(hist, now_s=i * step_s, horizon_s=hz, quantile=Q)
+                seconds[name] += time.perf_counter() - started
+                assert f is not None
+                results[(name, hz)].append(f)
+        sizes[name] = hist.nbytes
+    print(
+        f"\nservegen at 15 s (Poisson arrivals at the 600 s fleet rate): {y.size} points, "
+        f"{origins.size} origins from day 9, every 15 min; histories fed tick by tick"
+    )
+    print(f"  {'history':38s} {'horizon':>7s} {'pinball%':>9s} {'cover%':>7s} {'MAPE%':>7s} {'upper vs full':>13s}")
+    for hz in horizons:
+        h = round(hz / step_s)
+        actual = y[origins + h]
+        mean = float(actual.mean())
+        full = np.array([f.upper for f in results[("full resolution (float32, no folding)", hz)]])
+        for name in layouts:
+            upper = np.array([f.upper for f in results[(name, hz)]])
+            point = np.array([f.point for f in results[(name, hz)]])
+            pos = actual > 0
+            mape = float(np.mean(np.abs(actual[pos] - point[pos]) / actual[pos])) * 100
+            diff = float(np.mean(np.abs(upper - full) / np.maximum(full, 1e-9))) * 100
+            print(
+                f"  {name:38s} {hz:6.0f}s {pinball(actual, upper, Q) / mean * 100:9.2f} "
+                f"{float(np.mean(actual <= upper)) * 100:7.1f} {mape:7.1f} {diff:12.2f}%"
+            )
+    calls = origins.size * len(horizons)
+    for name in layouts:
+        print(f"  {name}: {sizes[name]:,d} B of arrays at the end, {seconds[name] / calls * 1000:.2f} ms per forecast")
 
 
 def present(label: str, pattern: str) -> bool:
     """Whether a full trace is there; if not, say where to put it (a benchmark skips, it does not fail)."""
     if any(TRACES.glob(pattern)):
         return True
-    print(f"\n{label}: skipped: no {TRACES / pattern}. Put the public traces in {TRACES} "
-          "(beside the checkout; files and sources: simulations/traces/README.md) to run this case.")
+    print(
+        f"\n{label}: skipped: no {TRACES / pattern}. Put the public traces in {TRACES} "
+        "(beside the checkout; files and sources: simulations/traces/README.md) to run this case."
+    )
     return False
 
 
 def main() -> None:
     cost()
+    memory()
     if present("servegen language m-large (14 days)", "servegen/language-m-large/chunk-*-trace.csv"):
         step, y = servegen_fleet()
         evaluate("servegen language m-large (14 days)", step, y, 1, 2 * 144, seasonal=True)
         evaluate("servegen language m-large (14 days)", step, y, 3, 2 * 144, seasonal=True)
-    hourly = (("azure code (1 h)", "azure2023_AzureLLMInferenceTrace_code.csv", azure_code),
-              ("mooncake conversation (1 h)", "mooncake_fast25_conversation_trace.jsonl", mooncake))
+        fine_step, fine_y = servegen_at_15s()
+        downsampling(fine_y, fine_step)
+    hourly = (
+        ("azure code (1 h)", "azure2023_AzureLLMInferenceTrace_code.csv", azure_code),
+        ("mooncake conversation (1 h)", "mooncake_fast25_conversation_trace.jsonl", mooncake),
+    )
     for label, relpath, load in hourly:
         if not present(label, relpath):
             continue

@@ -110,7 +110,11 @@ def record_demand(
 ) -> DemandHistory | None:
     """The demand history (the predictive metric's, or an SLO policy's requests in flight) with this
     tick's value appended (NaN when unavailable), on the policy's grid and bound (``historyDays``).
-    Only :func:`autoscaler.core.step.observe` calls it."""
+    Only :func:`autoscaler.core.step.observe` calls it.
+
+    O(1) amortised per tick: the new value shares the old one's buffer (see
+    :mod:`autoscaler.forecast.history`); slots older than a day and a few hours are kept as 5-minute
+    means, so a target holds about 40 KB for 8 days at 15 s instead of 368 KB."""
     if policy.predictive is not None:
         history_days = policy.predictive.history_days
     elif policy.slo is not None:

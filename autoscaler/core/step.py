@@ -75,7 +75,8 @@ class TargetState:
 
     scaler: ScalerState = field(default_factory=ScalerState)
     demand: DemandHistory | None = None
-    """The predictive metric's history on the policy's grid (None: not predictive, or not started)."""
+    """The predictive metric's history on the policy's grid (None: not predictive, or not started): the
+    last ~27 h at the step, 5-minute means before (``autoscaler.forecast.history``)."""
     load_times: tuple[tuple[str, float], ...] = ()
     """Measured load times, oldest first, at most :data:`MAX_LOAD_SAMPLES` pods."""
     capacity: CapacityEstimate | None = None
@@ -214,7 +215,8 @@ def note_scale_change(
 
 def warm_start(state: TargetState, policy: ScalingPolicy, history: DemandHistory | None) -> TargetState:
     """Seed the demand history from recorded history (read before the first tick), when it fits the
-    policy's grid; the ticks then extend it as usual."""
+    policy's grid; the ticks then extend it as usual. ``DemandHistory.from_samples`` has already
+    folded its older part into the coarse tier, so a warm start costs no more memory than the ticks."""
     if (policy.predictive is None and policy.slo is None) or history is None or history.step_s != policy.interval_s:
         return state
     return replace(state, demand=history)

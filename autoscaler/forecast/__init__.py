@@ -7,7 +7,16 @@ does IO, reads a clock, draws random numbers or mutates its inputs; the controll
 call the same function. See ``docs/forecasting.md`` for the method and its evaluation.
 """
 
-from autoscaler.forecast.history import DEFAULT_HISTORY_S, DemandHistory
+from autoscaler.forecast.history import COARSE_STEP_S, DEFAULT_HISTORY_S, FULL_SPAN_S, CoarseTier, DemandHistory
 from autoscaler.forecast.select import MIN_ERRORS, Forecast, forecast_demand
 
-__all__ = ["DEFAULT_HISTORY_S", "MIN_ERRORS", "DemandHistory", "Forecast", "forecast_demand"]
+__all__ = [
+    "COARSE_STEP_S",
+    "DEFAULT_HISTORY_S",
+    "FULL_SPAN_S",
+    "MIN_ERRORS",
+    "CoarseTier",
+    "DemandHistory",
+    "Forecast",
+    "forecast_demand",
+]

@@ -1,15 +1,45 @@
-"""A demand series on a regular time grid: the input of every forecaster.
+"""A demand series on a regular time grid, kept at full resolution only where the forecasters need it.
 
-``DemandHistory`` is a frozen value: ``values[i]`` is the demand (tokens/s, requests/s, ...) sampled at
-``start_s + i * step_s``; NaN marks a gap (no sample, a failed query, a stale series). Building one from
-irregular samples and appending a tick both return a *new* value; the array inside is read-only, so
-a history can be shared between the controller, the simulator and tests without copies or surprises.
+``DemandHistory`` is the input of every forecaster: demand (tokens/s, requests/s, ...) on a grid of
+``step_s``; NaN marks a gap (no sample, a failed query, a stale series). It is a *value*: building one
+and appending a tick both return a new history, and nothing a caller can see ever changes, so the
+controller, the simulator and tests share one without copies or surprises.
+
+Why two tiers. Eight days at 15 s are 46,080 points (368 KB as float64) per target; at 10,000
+predictive targets that is several GB. The forecasters do not need all of it at 15 s:
+
+* the selector (``select.py``) backtests every model on the last day's origins (``EVAL_SPAN_S``),
+  each reading its own window before the origin (up to 2 horizons for ``trend``, an hour for the
+  seasonal level) and scored against the full-resolution value one horizon later. That is at most a
+  day plus three hours for horizons up to an hour: :data:`FULL_SPAN_S`, kept at the step;
+* the seasonal models read one day and one week back *smoothed over +-10 minutes*, so a 5-minute mean
+  there (:data:`COARSE_STEP_S`) loses almost nothing.
+
+Older slots are therefore folded into 5-minute means with a count of the samples behind each (count 0
+and mean NaN: a gap stays a gap). 8 days at 15 s then take about 40 KB instead of 368 KB.
+
+Storage is float32 (24-bit mantissa, relative rounding < 6e-8): demand signals are counts and rates
+whose own noise is orders of magnitude larger, and it halves the bytes. :attr:`values` hands out
+float64, as before; a series that is exact in float32 (integers below 2**24, or values already rounded
+to float32) is stored exactly.
+
+Appending is O(1) amortised, not a copy per tick: successive values share one append-only buffer
+(:class:`_Ring`). A value sees ``data[off : off + n]``; appending writes *after* that range, where no
+older value looks, so older values stay intact. Appending to a value that is not the newest one on
+its buffer (a retry from an earlier state, a history cut by :meth:`until`) copies instead. When the
+buffer is full, the oldest whole 5-minute groups beyond :data:`FULL_SPAN_S` are folded into the coarse
+tier and the rest is copied to a new buffer: a copy of about a day of points every hour of ticks.
 
 Caveats:
 
-* The history stores what it is given (non-finite values become NaN). Cleaning - negative rates from
-  counter resets, absurd spikes - is the forecaster's job, so that the raw series stays inspectable.
-* Length is bounded (``capacity``, by default 8 days at the step): appending drops the oldest slots.
+* The history stores what it is given (non-finite values become NaN; values beyond float32's range
+  are clipped to it). Cleaning - negative rates from counter resets, absurd spikes - is the
+  forecaster's job, so that the raw series stays inspectable.
+* The total length is bounded (``capacity``, by default 8 days at the step): the oldest slots drop.
+* The shared buffer assumes one writer at a time (the core is synchronous); values may be read from
+  any thread.
+* ``len(history)``, :attr:`values`, :attr:`start_s` and :meth:`times_s` describe the full-resolution
+  part; :attr:`coarse` the downsampled part before it; :meth:`dense` both on the step's grid.
 """
 
 from __future__ import annotations
@@ -17,52 +47,159 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DEFAULT_HISTORY_S", "DemandHistory"]
+__all__ = ["COARSE_STEP_S", "DEFAULT_HISTORY_S", "FULL_SPAN_S", "CoarseTier", "DemandHistory"]
 
 FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+CountArray = npt.NDArray[np.unsignedinteger[Any]]
 
 DEFAULT_HISTORY_S = 8 * 86400.0  # a week for weekly seasonality plus a day to measure errors on
+FULL_SPAN_S = 27 * 3600.0  # the backtested day + horizon + the models' windows (see the docstring)
+COARSE_STEP_S = 300.0  # the seasonal lookups smooth over +-10 min; 5-minute means lose little there
+FOLD_EVERY_S = 3600.0  # a full buffer folds this much at once (a copy of ~a day per hour of ticks)
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
-def _readonly(values: npt.ArrayLike) -> FloatArray:
-    out = np.array(values, dtype=np.float64, copy=True).reshape(-1)
-    out[~np.isfinite(out)] = np.nan
-    out.setflags(write=False)
-    return out
+def _as_float32(values: npt.ArrayLike) -> Float32Array:
+    v = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+    v[~np.isfinite(v)] = np.nan
+    np.clip(v, -_F32_MAX, _F32_MAX, out=v)
+    return v.astype(np.float32)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class DemandHistory:
-    """Demand on a regular grid; ``values[i]`` is at ``start_s + i * step_s``; NaN is a gap."""
+def _readonly(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.setflags(write=False)
+    return array
+
+
+class _Ring:
+    """An append-only float32 buffer shared by successive histories; ``filled`` slots are written."""
+
+    __slots__ = ("data", "filled")
+
+    def __init__(self, data: Float32Array, filled: int) -> None:
+        self.data = data
+        self.filled = filled
+
+
+@dataclass(frozen=True, slots=True)
+class CoarseTier:
+    """The downsampled past: ``means[k]`` is the mean of the ``counts[k]`` finite samples in
+    ``[start_s + k * step_s, start_s + (k + 1) * step_s)``; NaN (count 0) is a gap."""
 
     start_s: float
-    """Time of ``values[0]`` (seconds, any epoch shared with ``now_s``)."""
+    """Time of the first fine slot folded into ``means[0]``."""
+    step_s: float
+    """Width of a coarse slot (a whole number of the history's steps)."""
+    means: Float32Array
+    """Mean per slot, float32, read-only."""
+    counts: CountArray
+    """Finite samples behind each mean (uint8, or uint16 at fine steps), read-only."""
+
+    @property
+    def end_s(self) -> float:
+        """Where the next coarse slot (or the full-resolution part) begins."""
+        return self.start_s + len(self.means) * self.step_s
+
+    def __len__(self) -> int:
+        return len(self.means)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.means.nbytes + self.counts.nbytes)
+
+
+def _fold(fine: FloatArray, factor: int) -> tuple[Float32Array, CountArray]:
+    """Means and counts of consecutive groups of ``factor`` slots (``fine.size`` is a multiple)."""
+    block = fine.reshape(-1, factor)
+    ok = np.isfinite(block)
+    counts = ok.sum(axis=1)
+    sums = np.where(ok, block, 0.0).sum(axis=1)
+    means = np.full(block.shape[0], np.nan)
+    np.divide(sums, counts, out=means, where=counts > 0)
+    return means.astype(np.float32), counts.astype(np.uint8 if factor <= 255 else np.uint16)
+
+
+class DemandHistory:
+    """Demand on a regular grid: ``values[i]`` is at ``start_s + i * step_s``; NaN is a gap. Older
+    slots than ``start_s`` live in :attr:`coarse` as 5-minute means. Immutable."""
+
+    __slots__ = ("_coarse", "_layout", "_n", "_off", "_ring", "full_span_s", "max_points", "start_s", "step_s")
+
+    start_s: float
+    """Time of ``values[0]``, the first full-resolution slot (seconds, any epoch shared with ``now_s``)."""
     step_s: float
     """Grid spacing in seconds (> 0)."""
-    values: FloatArray
-    """Demand per slot, float64, read-only; NaN = no usable sample."""
-    max_points: int | None = None
-    """Bound on ``len(values)`` kept by :meth:`append`; ``None`` = 8 days at the step."""
+    max_points: int | None
+    """Bound on the total span in steps (both tiers); ``None`` = 8 days at the step."""
+    full_span_s: float | None
+    """How far back slots stay at full resolution; ``None`` = :data:`FULL_SPAN_S`, ``math.inf`` = all
+    of it (no coarse tier: the layout before downsampling existed, for comparisons)."""
+    _ring: _Ring  # the shared buffer; this value sees ``_ring.data[_off : _off + _n]``
+    _off: int
+    _n: int
+    _coarse: CoarseTier | None
+    _layout: _Layout
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.step_s) and self.step_s > 0):
-            raise ValueError(f"step_s = {self.step_s}, must be a finite number > 0")
-        if not math.isfinite(self.start_s):
-            raise ValueError(f"start_s = {self.start_s}, must be finite")
-        if self.max_points is not None and self.max_points < 1:
-            raise ValueError(f"max_points = {self.max_points}, must be >= 1")
-        object.__setattr__(self, "values", _readonly(self.values))
+    def __init__(
+        self,
+        start_s: float,
+        step_s: float,
+        values: npt.ArrayLike,
+        max_points: int | None = None,
+        *,
+        full_span_s: float | None = None,
+    ) -> None:
+        _check(start_s, step_s, max_points, full_span_s)
+        fine = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+        fine[~np.isfinite(fine)] = np.nan
+        self._become(DemandHistory._build(float(start_s), float(step_s), fine, None, max_points, full_span_s))
+
+    def _become(self, other: DemandHistory) -> None:
+        for name in DemandHistory.__slots__:
+            object.__setattr__(self, name, object.__getattribute__(other, name))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"DemandHistory is immutable: cannot set {name}")
+
+    @staticmethod
+    def _raw(
+        start_s: float,
+        step_s: float,
+        ring: _Ring,
+        off: int,
+        n: int,
+        coarse: CoarseTier | None,
+        max_points: int | None,
+        full_span_s: float | None,
+        layout: _Layout | None = None,
+    ) -> DemandHistory:
+        out = object.__new__(DemandHistory)
+        setattr_ = object.__setattr__
+        setattr_(out, "start_s", start_s)
+        setattr_(out, "step_s", step_s)
+        setattr_(out, "_ring", ring)
+        setattr_(out, "_off", off)
+        setattr_(out, "_n", n)
+        setattr_(out, "_coarse", coarse)
+        setattr_(out, "max_points", max_points)
+        setattr_(out, "full_span_s", full_span_s)
+        setattr_(out, "_layout", layout or _Layout.of(step_s, max_points, full_span_s))
+        return out
 
     # -- construction ---------------------------------------------------------------------------------
 
     @staticmethod
-    def empty(*, start_s: float, step_s: float, max_points: int | None = None) -> DemandHistory:
+    def empty(
+        *, start_s: float, step_s: float, max_points: int | None = None, full_span_s: float | None = None
+    ) -> DemandHistory:
         """A history with no slots yet; the first :meth:`append` at ``start_s`` fills slot 0."""
-        return DemandHistory(start_s, step_s, np.zeros(0), max_points)
+        return DemandHistory(start_s, step_s, np.zeros(0), max_points, full_span_s=full_span_s)
 
     @staticmethod
     def from_samples(
@@ -72,9 +209,11 @@ class DemandHistory:
         *,
         start_s: float | None = None,
         max_points: int | None = None,
+        full_span_s: float | None = None,
     ) -> DemandHistory:
         """Resample irregular samples onto the grid: each sample goes to its nearest slot, slots with
-        several samples take their mean, slots with none (or only non-finite ones) stay NaN.
+        several samples take their mean, slots with none (or only non-finite ones) stay NaN; slots
+        older than the full-resolution span are then folded into the coarse tier.
 
         ``start_s`` defaults to the earliest sample time. Samples before ``start_s`` are dropped; only
         the newest ``capacity`` slots are kept.
@@ -89,7 +228,7 @@ class DemandHistory:
             if t.size == 0:
                 raise ValueError("from_samples needs start_s when there are no samples")
             start_s = float(t.min())
-        probe = DemandHistory.empty(start_s=start_s, step_s=step_s, max_points=max_points)
+        probe = DemandHistory.empty(start_s=start_s, step_s=step_s, max_points=max_points, full_span_s=full_span_s)
         if t.size == 0:
             return probe
         slot = np.rint((t - start_s) / step_s).astype(np.int64)
@@ -105,28 +244,107 @@ class DemandHistory:
         has = counts > 0
         grid[has] = sums[has] / counts[has]
         drop = max(0, n - probe.capacity)
-        return DemandHistory(start_s + drop * step_s, step_s, grid[drop:], max_points)
+        return DemandHistory(start_s + drop * step_s, step_s, grid[drop:], max_points, full_span_s=full_span_s)
+
+    @staticmethod
+    def _build(
+        start_s: float,
+        step_s: float,
+        fine: FloatArray,
+        coarse: CoarseTier | None,
+        max_points: int | None,
+        full_span_s: float | None,
+    ) -> DemandHistory:
+        """A new value (on a new buffer) from a float64 full-resolution part and the coarse part before
+        it: slots beyond the bound are dropped, whole groups beyond the full span folded."""
+        layout = _Layout.of(step_s, max_points, full_span_s)
+        if not layout.tiered:
+            drop = max(0, fine.size - layout.capacity)
+            start_s, fine = start_s + drop * step_s, fine[drop:]
+        else:
+            groups = max(0, (fine.size - layout.full_points) // layout.factor)
+            if groups:
+                cut = groups * layout.factor
+                means, counts = _fold(fine[:cut], layout.factor)
+                if coarse is None or len(coarse) == 0:
+                    coarse_start = start_s
+                else:
+                    coarse_start = coarse.start_s
+                    means = np.concatenate((coarse.means, means))
+                    counts = np.concatenate((coarse.counts, counts))
+                start_s, fine = start_s + cut * step_s, fine[cut:]
+                excess = max(0, means.size - layout.coarse_slots(fine.size))
+                coarse = CoarseTier(
+                    coarse_start + excess * layout.factor * step_s,
+                    layout.factor * step_s,
+                    _readonly(means[excess:].copy()),
+                    _readonly(counts[excess:].copy()),
+                )
+        size = layout.buffer_points(fine.size)
+        data = np.full(size, np.nan, dtype=np.float32)
+        data[: fine.size] = _as_float32(fine)
+        return DemandHistory._raw(
+            start_s, step_s, _Ring(data, fine.size), 0, fine.size, coarse, max_points, full_span_s, layout
+        )
 
     # -- reading --------------------------------------------------------------------------------------
 
     @property
+    def values(self) -> FloatArray:
+        """The full-resolution slots as float64 (a fresh read-only array; NaN = no usable sample)."""
+        return _readonly(self._ring.data[self._off : self._off + self._n].astype(np.float64))
+
+    @property
+    def coarse(self) -> CoarseTier | None:
+        """The downsampled slots before :attr:`start_s` (None: nothing has been folded yet)."""
+        return self._coarse
+
+    @property
     def capacity(self) -> int:
-        """How many slots :meth:`append` keeps."""
-        if self.max_points is not None:
-            return self.max_points
-        return max(1, math.ceil(DEFAULT_HISTORY_S / self.step_s))
+        """How many slots (of ``step_s``) both tiers span at most."""
+        return self._layout.capacity
+
+    @property
+    def full_points(self) -> int:
+        """How many of the newest slots stay at full resolution (at least; folding is by whole groups)."""
+        return self._layout.full_points
 
     @property
     def end_s(self) -> float:
         """Time of the last slot (``start_s - step_s`` when empty)."""
-        return self.start_s + (len(self.values) - 1) * self.step_s
+        return self.start_s + (self._n - 1) * self.step_s
+
+    @property
+    def first_s(self) -> float:
+        """The oldest time covered, coarse tier included."""
+        return self._coarse.start_s if self._coarse is not None and len(self._coarse) else self.start_s
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this value keeps alive (the whole shared buffer, spare room included)."""
+        return int(self._ring.data.nbytes + (self._coarse.nbytes if self._coarse is not None else 0))
 
     def __len__(self) -> int:
-        return len(self.values)
+        return self._n
 
     def times_s(self) -> FloatArray:
-        """The time of each slot."""
-        return self.start_s + self.step_s * np.arange(len(self.values), dtype=np.float64)
+        """The time of each full-resolution slot."""
+        return self.start_s + self.step_s * np.arange(self._n, dtype=np.float64)
+
+    def dense(self) -> tuple[float, FloatArray]:
+        """The whole history on the step's grid, as ``(time of element 0, float64 values)``: each coarse
+        mean repeated over the slots it stands for (NaN for a coarse gap), then the full-resolution
+        slots. A fresh array, O(span): what the forecasters read."""
+        fine = self._ring.data[self._off : self._off + self._n]
+        coarse = self._coarse
+        if coarse is None or len(coarse) == 0:
+            return self.start_s, fine.astype(np.float64)
+        factor = round(coarse.step_s / self.step_s)
+        past = len(coarse) * factor
+        out = np.empty(past + fine.size)
+        out[:past].reshape(-1, factor)[:] = coarse.means[:, None]  # one pass, no temporaries
+        out[past:] = fine
+        return coarse.start_s, out
 
     # -- updating -------------------------------------------------------------------------------------
 
@@ -134,33 +352,125 @@ class DemandHistory:
         """A new history with ``value`` in the slot nearest ``time_s``.
 
         Later slots than the current end are created (the skipped ones as NaN gaps); a sample for an
-        existing slot replaces it (the newest reading wins); a sample before ``start_s`` is ignored.
-        The oldest slots are dropped beyond ``capacity``.
+        existing full-resolution slot replaces it (the newest reading wins); a sample before
+        ``start_s`` is ignored. The oldest slots are folded or dropped beyond the bounds.
         """
         if not math.isfinite(time_s):
             return self
         v = float(value) if math.isfinite(value) else math.nan
         slot = round((time_s - self.start_s) / self.step_s)
-        n = len(self.values)
-        cap = self.capacity
         if slot < 0:
             return self
-        if slot < n:
-            out = self.values.copy()
-            out[slot] = v
-            return DemandHistory(self.start_s, self.step_s, out, self.max_points)
-        new_n = slot + 1
-        drop = max(0, new_n - cap)
-        out = np.full(new_n - drop, np.nan)
-        kept = self.values[drop:] if drop < n else self.values[:0]
-        out[: kept.size] = kept
-        out[-1] = v
-        return DemandHistory(self.start_s + drop * self.step_s, self.step_s, out, self.max_points)
+        n, off, ring, layout = self._n, self._off, self._ring, self._layout
+        end = off + n
+        new = slot - n + 1  # slots to add
+        if new > 0 and ring.filled == end and end + new <= ring.data.size and new <= layout.capacity:
+            # the hot path: write after everything older values can see
+            if new > 1:
+                ring.data[end : end + new - 1] = np.nan
+            ring.data[end + new - 1] = min(max(v, -_F32_MAX), _F32_MAX) if v == v else v  # NaN stays NaN
+            ring.filled = end + new
+            n += new
+            start_s = self.start_s
+            if not layout.tiered and n > layout.capacity:
+                drop = n - layout.capacity
+                off, n, start_s = off + drop, layout.capacity, start_s + drop * self.step_s
+            return DemandHistory._raw(
+                start_s, self.step_s, ring, off, n, self._coarse, self.max_points, self.full_span_s, layout
+            )
+        fine = ring.data[off:end].astype(np.float64)
+        if new <= 0:
+            fine[slot] = v  # a newer reading of a slot we have: rare (a tick that came early)
+        elif new > layout.capacity:  # a jump past everything we keep: only gaps before the new sample
+            skipped = slot + 1 - layout.capacity
+            return DemandHistory._build(
+                self.start_s + skipped * self.step_s, self.step_s,
+                np.concatenate((np.full(layout.capacity - 1, np.nan), [v])),
+                None, self.max_points, self.full_span_s,
+            )  # fmt: skip
+        else:
+            fine = np.concatenate((fine, np.full(new - 1, np.nan), [v]))
+        return DemandHistory._build(self.start_s, self.step_s, fine, self._coarse, self.max_points, self.full_span_s)
 
     def until(self, time_s: float) -> DemandHistory:
-        """The slots at or before ``time_s`` (what was known then)."""
+        """The slots at or before ``time_s`` (what was known then; a coarse slot only when all of it was)."""
         n = math.floor((time_s - self.start_s) / self.step_s + 1e-9) + 1
-        n = min(len(self.values), max(0, n))
-        if n == len(self.values):
+        n = min(self._n, max(0, n))
+        if n == self._n:
             return self
-        return DemandHistory(self.start_s, self.step_s, self.values[:n], self.max_points)
+        coarse, start_s = self._coarse, self.start_s
+        if n == 0 and coarse is not None and len(coarse):
+            factor = round(coarse.step_s / self.step_s)
+            last_fine = coarse.start_s + (np.arange(1, len(coarse) + 1) * factor - 1) * self.step_s
+            keep = int(np.count_nonzero(last_fine <= time_s + 1e-9 * self.step_s))
+            coarse = CoarseTier(coarse.start_s, coarse.step_s, coarse.means[:keep], coarse.counts[:keep])
+            start_s = coarse.end_s
+        return DemandHistory._raw(
+            start_s, self.step_s, self._ring, self._off, n, coarse, self.max_points, self.full_span_s, self._layout
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickling (the tuner's worker processes) must not go through the refused __setattr__
+        fine = self._ring.data[self._off : self._off + self._n].copy()
+        return (_restore, (self.start_s, self.step_s, fine, self._coarse, self.max_points, self.full_span_s))
+
+    def __repr__(self) -> str:
+        coarse = f", coarse {len(self._coarse)} x {self._coarse.step_s:g}s" if self._coarse else ""
+        return f"DemandHistory(start_s={self.start_s:g}, step_s={self.step_s:g}, {self._n} points{coarse})"
+
+
+def _restore(
+    start_s: float,
+    step_s: float,
+    fine: Float32Array,
+    coarse: CoarseTier | None,
+    max_points: int | None,
+    full_span_s: float | None,
+) -> DemandHistory:
+    layout = _Layout.of(step_s, max_points, full_span_s)
+    data = np.full(layout.buffer_points(fine.size), np.nan, dtype=np.float32)
+    data[: fine.size] = fine
+    return DemandHistory._raw(
+        start_s, step_s, _Ring(data, fine.size), 0, fine.size, coarse, max_points, full_span_s, layout
+    )
+
+
+def _check(start_s: float, step_s: float, max_points: int | None, full_span_s: float | None) -> None:
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise ValueError(f"step_s = {step_s}, must be a finite number > 0")
+    if not math.isfinite(start_s):
+        raise ValueError(f"start_s = {start_s}, must be finite")
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points = {max_points}, must be >= 1")
+    if full_span_s is not None and not full_span_s > 0:
+        raise ValueError(f"full_span_s = {full_span_s}, must be > 0 (math.inf: no downsampling)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The sizes that follow from a history's step and bounds."""
+
+    capacity: int  # total slots, both tiers
+    full_points: int  # slots kept at full resolution (at least, when tiered)
+    factor: int  # slots per coarse slot
+    tiered: bool  # False: everything at full resolution, the oldest slots simply drop
+    fold_points: int  # spare room of a full buffer (whole groups): how much folds at once
+
+    @staticmethod
+    def of(step_s: float, max_points: int | None, full_span_s: float | None) -> _Layout:
+        capacity = max_points if max_points is not None else max(1, math.ceil(DEFAULT_HISTORY_S / step_s))
+        span = FULL_SPAN_S if full_span_s is None else full_span_s
+        full = capacity if math.isinf(span) else min(capacity, max(1, math.ceil(span / step_s)))
+        factor = max(1, round(COARSE_STEP_S / step_s))
+        tiered = factor >= 2 and capacity > full + factor
+        fold = factor * max(2, round(FOLD_EVERY_S / (factor * step_s)))
+        return _Layout(capacity, full, factor, tiered, fold)
+
+    def coarse_slots(self, fine_points: int) -> int:
+        """Coarse slots to keep beside ``fine_points`` full-resolution ones (a partial one counts)."""
+        return max(0, math.ceil((self.capacity - fine_points) / self.factor))
+
+    def buffer_points(self, n: int) -> int:
+        """Buffer size for a part of ``n`` slots: room to grow, doubling until the steady size."""
+        steady = self.full_points + self.fold_points if self.tiered else self.capacity + max(16, self.capacity // 8)
+        return max(n + 1, min(steady, max(64, 2 * n)))

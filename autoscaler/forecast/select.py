@@ -3,10 +3,12 @@ conformal upper quantile.
 
 One call does, in order:
 
-1. **Prepare** the history up to ``now_s``: non-finite and negative values (gaps, counter resets read
-   as negative rates) become gaps; values are capped far above the series' own 99th percentile, so a
-   corrupt sample cannot overflow anything; the series is averaged onto a *working grid* of about a
-   minute (never coarser than the horizon) - a 15 s history of 8 days becomes ~11.5k points.
+1. **Prepare** the history up to ``now_s`` (``DemandHistory.dense()``: the full-resolution part, and
+   before it the coarse tier's 5-minute means repeated over their slots): non-finite and negative
+   values (gaps, counter resets read as negative rates) become gaps; values are capped far above the
+   series' own 99th percentile, so a corrupt sample cannot overflow anything; the series is averaged
+   onto a *working grid* of about a minute (never coarser than the horizon) - a 15 s history of 8 days
+   becomes ~11.5k points.
 2. **Backtest** every candidate of ``models.py`` on the last day's origins (or as many as the history
    allows): each forecast uses data up to its origin only and is compared with what happened ``h``
    later, ``h`` being the horizon plus the age of the newest sample.
@@ -91,13 +93,13 @@ class _Prepared:
     h: int  # horizon in working steps from the last slot
 
 
-def _prepare(history: DemandHistory, now_s: float, horizon_s: float) -> _Prepared | None:
-    hist = history.until(now_s)
-    values = np.minimum(np.asarray(hist.values, dtype=np.float64), VALUE_CAP)  # NaN stays NaN
+def _prepare(values: FloatArray, step_s: float, end_s: float, now_s: float, horizon_s: float) -> _Prepared | None:
+    """``values`` on the history's grid (``DemandHistory.dense()``) ending at ``end_s``, cut at ``now_s``."""
+    values = np.minimum(values, VALUE_CAP)  # NaN stays NaN
     values = np.where(values >= 0.0, values, np.nan)  # negatives (resets) and NaN -> gap
     if values.size == 0:
         return None
-    factor = max(1, min(int(WORKING_STEP_S // hist.step_s), int(horizon_s // hist.step_s)))
+    factor = max(1, min(int(WORKING_STEP_S // step_s), int(horizon_s // step_s)))
     usable = values.size - values.size % factor
     if usable == 0:
         factor, usable = 1, values.size
@@ -119,10 +121,10 @@ def _prepare(history: DemandHistory, now_s: float, horizon_s: float) -> _Prepare
     if cap > 0:
         raw = np.where(raw > cap, cap, raw)
         native = np.where(native > cap, cap, native)
-    step_s = hist.step_s * factor
-    # the last working slot ends at hist.end_s, and targets are native slots at the ends of working slots
-    h = max(1, round((now_s + horizon_s - hist.end_s) / step_s))
-    return _Prepared(raw, _forward_fill(raw), native, step_s, h)
+    work_s = step_s * factor
+    # the last working slot ends at end_s, and targets are native slots at the ends of working slots
+    h = max(1, round((now_s + horizon_s - end_s) / work_s))
+    return _Prepared(raw, _forward_fill(raw), native, work_s, h)
 
 
 def _forward_fill(raw: FloatArray) -> FloatArray:
@@ -185,6 +187,16 @@ def _pinball(actual: FloatArray, forecast: FloatArray, q: float) -> float:
     return float(np.mean(np.maximum(q * diff, (q - 1.0) * diff)))
 
 
+def _samples(hist: DemandHistory) -> int:
+    """Usable samples (finite, >= 0) behind the history, the coarse tier's counted once each."""
+    fine = hist.values
+    count = int(np.count_nonzero(np.isfinite(fine) & (fine >= 0)))
+    coarse = hist.coarse
+    if coarse is not None:
+        count += int(np.sum(coarse.counts[np.isfinite(coarse.means) & (coarse.means >= 0)], dtype=np.int64))
+    return count
+
+
 def _short_history(usable: FloatArray, step_s: float, quantile: float, horizon_s: float) -> Forecast:
     """Too little history to backtest: the median and the ``quantile`` of the last hour's samples."""
     recent = np.sort(np.minimum(usable[-max(1, round(3600.0 / step_s)) :], VALUE_CAP))
@@ -214,10 +226,12 @@ def forecast_demand(
     if not math.isfinite(now_s):
         raise ValueError(f"now_s = {now_s}, must be finite")
     hist = history.until(now_s)
-    usable = hist.values[np.isfinite(hist.values) & (hist.values >= 0)]
-    if usable.size < max(1, min_points):
+    # the whole history on its grid (older parts as the coarse tier's means, repeated): a fresh array
+    _, values = hist.dense()
+    usable = values[np.isfinite(values) & (values >= 0)]
+    if _samples(hist) < max(1, min_points):
         return None
-    prep = _prepare(hist, now_s, horizon_s)
+    prep = _prepare(values, hist.step_s, hist.end_s, now_s, horizon_s)
     if prep is None:
         return None
     n, h = prep.raw.size, prep.h
