@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ON_REQUEST = {"tune"}  # tens of minutes on 2 cores: a search of simulated days, run twice (local and Ray)
+ON_REQUEST = {"tune", "service"}  # tens of minutes on 2 cores (tune: days searched twice; service: 10k targets)
 
 
 def main() -> int:

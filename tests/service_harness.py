@@ -10,7 +10,7 @@ from pathlib import Path
 
 from autoscaler.core import MetricReading
 from autoscaler.core.policy import ScalingPolicy
-from autoscaler.service.actuator import KubeActuator
+from autoscaler.service.actuator import ClusterCache, KubeActuator
 from autoscaler.service.controller import Controller, ControllerSettings, Leadership
 from autoscaler.service.kube import KubeClient, KubeConfig
 from autoscaler.service.policies import PolicyDirectory
@@ -98,13 +98,15 @@ def make_controller(
     dry_run: bool = False,
     persist_namespace: str | None = "ops",
     namespaces: Sequence[str] = (),
+    cache: ClusterCache | None = None,
+    client: KubeClient | None = None,
 ) -> tuple[Controller, KubeClient]:
-    client = KubeClient(KubeConfig(host=url, retries=1, backoff_base_s=0.01))
+    client = client or KubeClient(KubeConfig(host=url, retries=1, backoff_base_s=0.01))
     store = ConfigMapStateStore(client, namespace=persist_namespace, name="ia-state") if persist_namespace else None
     controller = Controller(
         policies=PolicyDirectory(policy_dir, namespaces=namespaces),
         signals=signals,  # type: ignore[arg-type]
-        actuator=KubeActuator(client, clock=lambda: 1_800_000_000.0),
+        actuator=KubeActuator(client, clock=lambda: 1_800_000_000.0, cache=cache),
         telemetry=Telemetry(),
         store=store,
         leadership=leadership,

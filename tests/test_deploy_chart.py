@@ -319,7 +319,8 @@ def test_the_service_reads_policies_and_writes_their_status(rendered: dict[str, 
     assert {"apiGroups": [POLICY_GROUP], "resources": ["scalingpolicies", "policydefaults"], "verbs": ["get", "list", "watch"]} in rules
     assert {"apiGroups": [POLICY_GROUP], "resources": ["scalingpolicies/status"], "verbs": ["patch", "update"]} in rules
     assert {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "watch"]} in rules
-    assert {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list", "watch"]} in rules
+    # other kinds: only their own object (pause annotations), not a cache
+    assert {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get"]} in rules
     for key in ("everything",):  # per watched namespace, the same rules in a Role
         roles = [d for d in rendered[key] if d["kind"] == "Role" and d["metadata"]["namespace"] in ("team-a", "team-b")]
         assert len(roles) == 2 and all({"apiGroups": [POLICY_GROUP], "resources": ["scalingpolicies/status"],

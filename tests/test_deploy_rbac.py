@@ -29,15 +29,18 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
-from kube_standin import KubeStandIn, ResourceType
+from kube_standin import KubeStandIn, ResourceType, crd_types
 from service_harness import ScriptedSignals, policy_text
 
+from autoscaler.core.policy import API_GROUP
 from autoscaler.forecast import DemandHistory
+from autoscaler.policy.crd import crd_documents
 from autoscaler.service.actuator import KubeActuator
+from autoscaler.service.cluster import WatchedCluster
 from autoscaler.service.controller import Controller, ControllerSettings
 from autoscaler.service.kube import KubeClient, KubeConfig
 from autoscaler.service.leader import LeaseElector, LeaseSettings
-from autoscaler.service.policies import PolicyDirectory
+from autoscaler.service.policies import PolicyDirectory, PolicyObjects
 from autoscaler.service.state import ConfigMapStateStore
 from autoscaler.service.telemetry import Telemetry
 
@@ -68,37 +71,21 @@ BUILTIN = {
 # Granted although the scenarios never call them, and why.
 EXTRAS = {
     ("", "pods", "get"): "conventional with list; kubectl auth can-i checks and future per-pod reads",
-    ("", "pods", "watch"): "a watch-based pod cache instead of a list per tick",
     ("autoscaling", "horizontalpodautoscalers", "get"): "conventional with list",
-    ("autoscaling", "horizontalpodautoscalers", "watch"): "a watch-based HPA cache",
     ("apps", "deployments/scale", "patch"): "scale writes may become patches (kubectl scale does)",
     ("apps", "statefulsets/scale", "patch"): "same",
     ("serving.kserve.io", "inferenceservices/scale", "patch"): "same",
     ("serving.kserve.io", "inferenceservices/scale", "get"): "the scenarios scale a Deployment, a StatefulSet and a CRD",
     ("serving.kserve.io", "inferenceservices/scale", "update"): "same",
     ("inference.example.com", "modelservers/scale", "patch"): "same",
-    # Issue 14: policies from API objects and the watched caches. The scenarios run the file source and
-    # direct reads; these go once the object source and the caches run in them (the test below fails
-    # when an entry here is called, so the list is kept honest).
-    ("inference-autoscaler.io", "scalingpolicies", "list"): "the object source lists ScalingPolicies",
-    ("inference-autoscaler.io", "scalingpolicies", "watch"): "and watches them",
+    # Issue 14: policies from API objects (the test below fails when an entry here is called, so the list
+    # is kept honest).
     ("inference-autoscaler.io", "scalingpolicies", "get"): "conventional with list; a re-read before a status write",
-    ("inference-autoscaler.io", "policydefaults", "list"): "the object source lists PolicyDefaults",
-    ("inference-autoscaler.io", "policydefaults", "watch"): "and watches them",
     ("inference-autoscaler.io", "policydefaults", "get"): "conventional with list",
-    ("inference-autoscaler.io", "scalingpolicies/status", "patch"): "the leader writes each policy's status",
     ("inference-autoscaler.io", "scalingpolicies/status", "update"): "status writes may become updates (with a "
     "resourceVersion precondition)",
-    ("apps", "deployments", "list"): "the watched workload cache (scale, selector, annotations without a GET per tick)",
-    ("apps", "deployments", "watch"): "same",
-    ("apps", "statefulsets", "list"): "same",
-    ("apps", "statefulsets", "watch"): "same",
     ("serving.kserve.io", "inferenceservices", "get"): "its own pause annotations (the scenarios target no "
     "InferenceService)",
-    ("serving.kserve.io", "inferenceservices", "list"): "the watched workload cache, for custom kinds too",
-    ("serving.kserve.io", "inferenceservices", "watch"): "same",
-    ("inference.example.com", "modelservers", "list"): "same",
-    ("inference.example.com", "modelservers", "watch"): "same",
 }
 
 
@@ -288,6 +275,48 @@ async def run_service_scenarios(kube: KubeStandIn, policy_dir: Path) -> None:
         await client.close()
 
 
+async def run_watched_object_scenario(kube: KubeStandIn, policy_dir: Path) -> None:
+    """The service as ``run`` builds it by default and with ``--policy-objects``: the watched caches
+    (Deployments, StatefulSets, pods, HPAs) and a ScalingPolicy object, whose status the leader writes."""
+    import asyncio
+
+    for crd in crd_documents().values():
+        for rtype in crd_types(crd):
+            kube.resources[(rtype.group, rtype.version, rtype.plural)] = rtype
+    kube.add_deployment("team-a", "obj-llm", 2)
+    kube.add_deployment("team-b", "obj-sts", 2, kind="statefulsets")
+    doc = yaml.safe_load(policy_text(name="obj", namespace="team-a", target="obj-llm"))
+    kube.put_object(API_GROUP, "v1alpha1", "scalingpolicies", doc)
+    sts = yaml.safe_load(policy_text(name="sts", namespace="team-b", target="obj-sts"))
+    sts["spec"]["target"]["kind"] = "StatefulSet"
+    kube.put_object(API_GROUP, "v1alpha1", "scalingpolicies", sts)
+    client = KubeClient(KubeConfig(host=kube.url, retries=1, backoff_base_s=0.01))
+    namespaces = ("team-a", "team-b")  # as with --namespaces: the Roles of the namespaced mode allow it too
+    cluster = WatchedCluster(client, namespaces=namespaces)
+    objects = PolicyObjects(client, namespaces=namespaces)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(cluster.run(stop)), asyncio.create_task(objects.run(stop))]
+    signals = ScriptedSignals()
+    controller = Controller(
+        policies=PolicyDirectory(policy_dir, objects=objects),
+        signals=signals,  # type: ignore[arg-type]
+        actuator=KubeActuator(client, clock=lambda: T0, cache=cluster),
+        telemetry=Telemetry(),
+        clock=lambda: 0.0,
+    )
+    try:
+        await controller.tick(T0)  # the first reads name the kinds to watch (Deployment, StatefulSet)
+        assert await cluster.wait_synced(10)
+        for i in range(1, 3):
+            signals.set("team-a/obj", queue=40)
+            await controller.tick(T0 + 15 * i)
+        assert (kube.get_object(API_GROUP, "v1alpha1", "scalingpolicies", "team-a", "obj") or {}).get("status")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await client.close()
+
+
 async def run_metrics_api_calls(kube: KubeStandIn) -> None:
     """What the metrics API server sends the API server: its delegated reviews and the auth ConfigMap."""
     from autoscaler.metrics_api.auth import KubeReviews
@@ -317,6 +346,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, dic
     async def scenarios() -> list[tuple[str, str, dict[str, str], int]]:
         async with KubeStandIn() as kube:
             await run_service_scenarios(kube, tmp_path_factory.mktemp("policies"))
+            await run_watched_object_scenario(kube, tmp_path_factory.mktemp("watched"))
             await run_metrics_api_calls(kube)
             return [(r.method, r.path, r.query, r.status) for r in kube.requests]
 

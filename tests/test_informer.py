@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -402,13 +403,13 @@ async def test_stop_ends_run_promptly_from_a_watch_and_from_a_backoff() -> None:
 
 async def test_fresh_follows_the_connection() -> None:
     async with KubeStandIn() as kube:
-        kube.bookmark_interval_s = 3600
+        kube.bookmark_interval_s = 0.05
         now = [100.0]
         client = client_for(kube)
         informer = Informer(client, PODS, rng=random.Random(1), clock=lambda: now[0])
         assert not informer.fresh(60)  # not synced
         async with running(informer):
-            await wait_until(lambda: informer.stats.watches == 1)
+            await wait_until(lambda: informer.stats.bookmarks >= 1)  # delivering: connected
             now[0] += 1000
             assert informer.fresh(0)  # connected: fresh however long ago it connected
         now[0] += 30  # stopped (disconnected) at 1100
@@ -438,3 +439,35 @@ async def test_a_listed_cache_is_fresh_before_its_watch_opens_and_a_silent_watch
             await wait_until(lambda: informer.get("team-a", "b") is not None)
         await client.close()
     assert informer.stats.lists == 1 and informer.stats.relists == 0
+
+
+async def test_a_watch_that_opens_then_fails_is_not_fresh_and_a_410_makes_the_store_stale() -> None:
+    """Freshness comes from delivery, not from a watch opening: a stream that opens and then fails every
+    time (an in-stream error, a proxy cutting after the headers) lets the store age; a 410 means events
+    were missed, so the store is stale until the relist is stored (a relist failing meanwhile keeps it so)."""
+    async with KubeStandIn() as kube:
+        kube.bookmark_interval_s = 3600
+        put_pod(kube, "a")
+        now = [100.0]
+        client = client_for(kube)
+        informer = Informer(client, PODS, rng=random.Random(1), clock=lambda: now[0], backoff_base_s=0.01,
+                            backoff_max_s=0.02)
+        error = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                             "code": 500, "reason": "InternalError", "message": "etcd timeout"}}
+        async with running(informer):
+            await wait_until(lambda: informer.stats.watches == 1)  # listed, watching (resumes, never relists)
+            kube.respond_next("GET", r"/pods$", 200, raw=json.dumps(error).encode() + b"\n", times=10_000)
+            kube.close_watches()
+            await wait_until(lambda: informer.stats.errors >= 5)
+            now[0] += 30
+            assert not informer.fresh(10)  # watches opened, none delivered: the store is 30 s old
+        kube.canned.clear()
+        kube.bookmark_interval_s = 0.05
+        async with running(informer):
+            await wait_until(lambda: informer.fresh(0))  # delivering again
+            kube.fail_next("GET", r"/pods$", 410)  # the watch: Gone
+            kube.fail_next("GET", r"/pods$", 503, times=10_000)  # the relist after the 410 keeps failing
+            kube.close_watches()
+            await wait_until(lambda: informer.resource_version == "")
+            assert not informer.fresh(3600)
+        await client.close()

@@ -180,9 +180,9 @@ async def test_reload_parses_off_the_event_loop(tmp_path: Path) -> None:
         seen: list[int] = []
         reload = controller.policy_source.reload
 
-        def spy(*, force: bool = False):  # type: ignore[no-untyped-def]
+        def spy(*, force: bool = False, objects=None):  # type: ignore[no-untyped-def]
             seen.append(threading.get_ident())
-            return reload(force=force)
+            return reload(force=force, objects=objects)
 
         controller.policy_source.reload = spy  # type: ignore[method-assign]
         await controller.tick(T0)

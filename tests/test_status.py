@@ -10,7 +10,7 @@ Case matrix:
                loader's message; the last scale time survives
   transitions  lastTransitionTime kept while a condition's status is unchanged, moved when it changes;
                observedGeneration follows the policy's generation
-  writes       status_differs ignores timestamps only; status_patch nulls what disappeared
+  writes       status_differs on meaning, wording refreshed every 5 min; status_patch nulls what disappeared
   extras       capacity and forecast when there are some; every status validates against the CRD
 """
 
@@ -122,11 +122,19 @@ def test_observed_generation_follows_the_policy() -> None:
     assert status["observedGeneration"] == 5
 
 
-def test_status_differs_ignores_timestamps_only() -> None:
+def test_status_differs_on_meaning_and_refreshes_wording_every_five_minutes() -> None:
     decision = Decision(5, 5, Reason.WITHIN_TOLERANCE, "steady at 5")
     a = policy_status(policy=POLICY, decision=decision, outcome="none", now_s=T0)
     b = policy_status(policy=POLICY, decision=decision, outcome="none", now_s=T0 + 15)
     assert a != b and not status_differs(a, b)
+    # the same meaning with other per-tick figures in the messages: not written...
+    reworded = policy_status(policy=POLICY, decision=Decision(5, 5, Reason.WITHIN_TOLERANCE, "steady at 5 (q=9.8)"),
+                             outcome="none", now_s=T0 + 15, previous=a)
+    assert not status_differs(a, reworded)
+    # ...until the written wording is five minutes old
+    later = policy_status(policy=POLICY, decision=Decision(5, 5, Reason.WITHIN_TOLERANCE, "steady at 5 (q=9.9)"),
+                          outcome="none", now_s=T0 + 300, previous=a)
+    assert status_differs(a, later)
     c = policy_status(policy=POLICY, decision=Decision(6, 5, Reason.SCALE_UP, "up"), outcome="written", now_s=T0 + 30,
                       previous=a)
     assert status_differs(a, c)

@@ -1,5 +1,8 @@
 """``inference-autoscaler run``: the in-cluster service (control loop, leader election, metrics, health).
 
+With ``--shards N`` (N > 1) the policies are split into N shards by a stable hash of their target, each
+shard with its own Lease, and each replica ticks the shards it holds (:mod:`autoscaler.service.shards`).
+
 It also serves the external-metrics API (and the KEDA endpoint) over HTTPS when ``--secure-port`` is
 given or when any policy uses ``mode: external`` at start (then on port 6443).
 
@@ -36,7 +39,13 @@ log = logging.getLogger("autoscaler.run")
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("run", help="run the autoscaler service", description=__doc__)
-    parser.add_argument("--policies", required=True, metavar="DIR", help="policy directory (a mounted ConfigMap)")
+    parser.add_argument("--policies", metavar="DIR", help="policy directory (a mounted ConfigMap)")
+    parser.add_argument(
+        "--policy-objects",
+        action="store_true",
+        help="also serve ScalingPolicy and PolicyDefaults objects (list+watch; the CRDs must be installed); "
+        "with or without --policies, one of them is required",
+    )
     add_prometheus_arguments(parser)
     kube = parser.add_argument_group("Kubernetes")
     kube.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster service account)")
@@ -56,10 +65,29 @@ def register(subparsers: Any) -> None:
     )
     kube.add_argument("--lease-name", default="inference-autoscaler", help="Lease (and state ConfigMap prefix)")
     kube.add_argument(
+        "--shards",
+        type=_shard_count,
+        default=1,
+        metavar="N",
+        help="split the policies into N shards, each with its own Lease <lease-name>-shard-<i>, held by any "
+        "replica (default: %(default)s: one Lease, one leader)",
+    )
+    # Lease timing (client-go's defaults); hidden: tests shorten them, operators rarely should.
+    kube.add_argument("--lease-duration", type=_seconds, default=15.0, help=argparse.SUPPRESS)
+    kube.add_argument("--renew-deadline", type=_seconds, default=10.0, help=argparse.SUPPRESS)
+    kube.add_argument("--retry-period", type=_seconds, default=2.0, help=argparse.SUPPRESS)
+    kube.add_argument(
         "--no-leader-elect",
         dest="leader_elect",
         action="store_false",
         help="act as leader without a Lease (one replica only)",
+    )
+    kube.add_argument(
+        "--no-watch-cache",
+        dest="watch_cache",
+        action="store_false",
+        help="read each target's scale, pods and HPAs from the API at every tick instead of from watched caches "
+        "(more API load; for clusters where the service may not list/watch)",
     )
     parser.add_argument("--dry-run", action="store_true", help="decide and report; never write to the cluster")
     parser.add_argument("--listen", default="0.0.0.0:8080", metavar="HOST:PORT", help="/metrics, /healthz, /readyz")
@@ -68,6 +96,49 @@ def register(subparsers: Any) -> None:
 
     add_secure_serving_arguments(parser, default_port=None)
     parser.set_defaults(run=run)
+
+
+def _shard_count(text: str) -> int:
+    from autoscaler.service.shards import MAX_SHARDS
+
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= count <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"{count} is not between 1 and {MAX_SHARDS}")
+    return count
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{value:g} is not between 0 and 3600 seconds")
+    return value
+
+
+def _lease_settings(args: argparse.Namespace, namespace: str) -> Any:
+    """The Lease settings from the flags; ``ValueError`` naming the flags when their order is wrong."""
+    from autoscaler.service.leader import LeaseSettings
+
+    if not args.retry_period < args.renew_deadline < args.lease_duration:
+        raise ValueError(
+            f"--retry-period ({args.retry_period:g}) < --renew-deadline ({args.renew_deadline:g}) < "
+            f"--lease-duration ({args.lease_duration:g}) is required"
+        )
+    if args.lease_duration != int(args.lease_duration):
+        raise ValueError(f"--lease-duration = {args.lease_duration:g}: whole seconds (a Lease field)")
+    return LeaseSettings(
+        namespace=namespace,
+        name=args.lease_name,
+        identity=args.identity,
+        lease_duration_s=args.lease_duration,
+        renew_deadline_s=args.renew_deadline,
+        retry_period_s=args.retry_period,
+    )
 
 
 def _own_namespace(args: argparse.Namespace) -> str:
@@ -90,12 +161,14 @@ async def _serve(args: argparse.Namespace) -> int:
     from autoscaler.core.policy import Mode
     from autoscaler.prometheus import PrometheusClient
     from autoscaler.service.actuator import KubeActuator
+    from autoscaler.service.cluster import WatchedCluster
     from autoscaler.service.controller import Controller, ControllerSettings
     from autoscaler.service.history import PrometheusHistory
     from autoscaler.service.kube import KubeClient, KubeConfig
-    from autoscaler.service.leader import LeaseElector, LeaseSettings
-    from autoscaler.service.policies import PolicyDirectory
-    from autoscaler.service.state import ConfigMapStateStore
+    from autoscaler.service.leader import LeaseElector
+    from autoscaler.service.policies import PolicyDirectory, PolicyObjects
+    from autoscaler.service.shards import ShardedStateStore, ShardSet
+    from autoscaler.service.state import ConfigMapStateStore, StateStore
     from autoscaler.service.telemetry import Telemetry, health_app
     from autoscaler.signals import FleetReader
 
@@ -107,24 +180,41 @@ async def _serve(args: argparse.Namespace) -> int:
         log.error("cannot load Kubernetes configuration: %s", exc)
         return Exit.USAGE
     kube = KubeClient(kube_config, observe=telemetry.observe_kube)
-    if not os.path.isdir(args.policies) or not os.access(args.policies, os.R_OK | os.X_OK):
+    if args.policies is None and not args.policy_objects:
+        log.error("no policies: give --policies DIR, --policy-objects, or both")
+        await kube.close()
+        return Exit.USAGE
+    if args.policies is not None and (
+        not os.path.isdir(args.policies) or not os.access(args.policies, os.R_OK | os.X_OK)
+    ):
         log.error("--policies %s: not a readable directory", args.policies)
         await kube.close()
         return Exit.USAGE
-    policies = PolicyDirectory(args.policies, namespaces=[n for n in args.namespaces.split(",") if n])
-    elector = None
-    if args.leader_elect and not args.dry_run:  # a dry run never competes for the lease
-        elector = LeaseElector(
-            kube,
-            LeaseSettings(namespace=namespace, name=args.lease_name, identity=args.identity),
-            on_change=lambda leading: telemetry.leader.set(1 if leading else 0),
-        )
-    store = ConfigMapStateStore(kube, namespace=namespace, name=f"{args.lease_name}-state")
+    allowed = [n for n in args.namespaces.split(",") if n]
+    objects = PolicyObjects(kube, namespaces=allowed) if args.policy_objects else None
+    policies = PolicyDirectory(args.policies, namespaces=allowed, objects=objects)
+    cluster = WatchedCluster(kube, namespaces=allowed) if args.watch_cache else None
+    elector: LeaseElector | ShardSet | None = None
+    store: StateStore = ConfigMapStateStore(kube, namespace=namespace, name=f"{args.lease_name}-state")
+    try:
+        lease = _lease_settings(args, namespace)
+        if args.shards > 1 and not args.leader_elect:
+            raise ValueError(f"--shards {args.shards} needs leader election: drop --no-leader-elect")
+        if args.leader_elect and not args.dry_run and args.shards > 1:  # a dry run never competes for leases
+            elector = ShardSet(kube, lease, args.shards, telemetry=telemetry)
+            store = ShardedStateStore(kube, namespace=namespace, name=args.lease_name, shards=elector)
+        elif args.leader_elect and not args.dry_run:
+            telemetry.shards.set(1)
+            elector = LeaseElector(kube, lease, on_change=lambda leading: telemetry.leader.set(1 if leading else 0))
+    except ValueError as exc:
+        log.error("%s", exc)
+        await kube.close()
+        return Exit.USAGE
     prometheus = PrometheusClient(prometheus_config(args))
     controller = Controller(
         policies=policies,
         signals=FleetReader(prometheus, signal_settings(args)),
-        actuator=KubeActuator(kube),
+        actuator=KubeActuator(kube, cache=cluster),
         telemetry=telemetry,
         store=store,
         leadership=elector,
@@ -143,7 +233,8 @@ async def _serve(args: argparse.Namespace) -> int:
         return last is None or time.time() - last < 120
 
     metrics_api = None
-    loaded = await asyncio.to_thread(policies.reload)  # parsing never blocks the loop (probes, the lease)
+    # parsing never blocks the loop (probes, the lease); the objects' caches have not listed yet
+    loaded = await asyncio.to_thread(policies.reload, objects=None)
     if args.secure_port is not None or any(p.mode is Mode.EXTERNAL for p in loaded.policies):
         from autoscaler.metrics_api.options import build_metrics_server
 
@@ -182,11 +273,18 @@ async def _serve(args: argparse.Namespace) -> int:
             "namespace": namespace,
             "identity": args.identity,
             "policies_dir": args.policies,
+            "policy_objects": args.policy_objects,
+            "watch_cache": args.watch_cache,
             "dry_run": args.dry_run,
             "leader_elect": args.leader_elect,
+            "shards": args.shards,
         },
     )
     tasks = [asyncio.create_task(controller.run(stop), name="control loop")]
+    if cluster is not None:
+        tasks.append(asyncio.create_task(cluster.run(stop), name="watch caches"))
+    if objects is not None:
+        tasks.append(asyncio.create_task(objects.run(stop), name="policy objects"))
     if elector is not None:
         tasks.append(asyncio.create_task(elector.run(stop), name="lease loop"))
     if metrics_api is not None:

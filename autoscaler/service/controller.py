@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from autoscaler.core import Decision, MetricReading, Published, Reason, Unavailable
 from autoscaler.core.policy import Mode, Pause, PauseAnnotationError, ScalingPolicy, parse_pause
@@ -35,12 +35,15 @@ from autoscaler.service.history import HistorySource
 from autoscaler.service.kube import KubeConflict, KubeError, KubeGuardFailed, KubeNotFound
 from autoscaler.service.policies import PolicyDirectory, TargetConflict
 from autoscaler.service.state import StateStore
+from autoscaler.service.status import policy_status, refused_status, status_differs, status_patch
 from autoscaler.service.telemetry import Telemetry
 from autoscaler.signals.coverage import covered
 
 __all__ = ["Controller", "ControllerSettings", "Published", "SignalSource", "TickRecord", "WriteOutcome"]
 
 log = logging.getLogger("autoscaler.controller")
+
+OBJECT_KINDS = ("ScalingPolicy ",)  # how a policy's source names an API object (not a file)
 
 MAX_CONFLICT_RETRIES = 3
 
@@ -62,6 +65,17 @@ class Leadership(Protocol):
 class _AlwaysLeader:
     def is_leader(self) -> bool:
         return True
+
+
+@runtime_checkable
+class ShardedLeadership(Leadership, Protocol):
+    """Leadership split by shards (:class:`autoscaler.service.shards.ShardSet`): each policy's writes are
+    guarded by its own shard, only the policies of writable shards are ticked (``external`` ones always:
+    every replica serves them), and ``term()`` changes whenever a shard is acquired (its state is read)."""
+
+    def guard(self, policy: ScalingPolicy) -> Callable[[], bool]: ...
+
+    def term(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +178,15 @@ class Controller:
         self.telemetry = telemetry
         self.store = store or StateStore()
         self.leadership = leadership or _AlwaysLeader()
+        self.shards = leadership if isinstance(leadership, ShardedLeadership) else None
+        self._term = 0
         self.history = history
         self.settings = settings
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
         self.refusals: dict[str, _Refusal] = {}
+        self.object_problems: dict[str, tuple[str, str]] = {}
+        """ScalingPolicy objects the loader refused (by source): (reason, message) for their status."""
         self.published: dict[str, Published] = {}
         self._persisted: dict[str, TargetState] = {}
         self._was_leader = False
@@ -181,7 +199,8 @@ class Controller:
     async def _sync_policies(self, now: float) -> None:
         # Scanning and parsing files takes time (thousands of files, a 1 MiB file): never on the loop,
         # where it would delay the lease renewal, the probes and the metrics API.
-        result = await asyncio.to_thread(self.policy_source.reload)
+        objects = self.policy_source.snapshot()  # here, on the loop, where the caches change
+        result = await asyncio.to_thread(self.policy_source.reload, objects=objects)
         if not result.changed and self.entries:
             return
         refusals: dict[str, _Refusal] = {}
@@ -209,6 +228,9 @@ class Controller:
                     self.telemetry.forget(old)
                 if entry.state.demand is None:
                     entry.warm_started = False  # another demand series: warm-start it again
+            elif entry.policy.generation != policy.generation:
+                entry.policy = policy  # an object's new generation with the same spec: its status says so
+        self.object_problems = dict(result.object_problems)
         self.telemetry.policies.set(len(self.entries))
         self.telemetry.policy_errors.set(len(result.errors))
 
@@ -260,12 +282,14 @@ class Controller:
         self.last_tick_s = now  # liveness: the loop runs, whether or not anything is due
         leader = self.leadership.is_leader()
         self.telemetry.leader.set(1 if leader else 0)
-        if leader and (not self._was_leader or not self._state_loaded):
+        term = self.shards.term() if self.shards is not None else 0
+        if leader and (not self._was_leader or not self._state_loaded or term != self._term):
             self._state_loaded = await self.load_state(now)
+            self._term = term
         self._was_leader = leader
         await self._sync_policies(now)
         refused = await self._report_refusals(now, leader)
-        due = [e for e in self.entries.values() if e.next_due <= now]
+        due = self._due(now)
         if not due:
             return refused
         policies = [e.policy for e in due]
@@ -289,7 +313,7 @@ class Controller:
                 else:
                     readings = signals.for_policy(entry.policy)
                 try:
-                    return await self._process(entry, readings, now, leader)
+                    return await self._process(entry, readings, now, self._leads(entry.policy, leader))
                 except Exception as exc:  # one target's failure never aborts the others' tick
                     log.exception("policy tick failed", extra={"policy": entry.policy.key})
                     return TickRecord(entry.policy.key, now, None, None, error=f"tick failed: {exc}")
@@ -303,8 +327,106 @@ class Controller:
                 await self._persist()
             except KubeError as exc:
                 log.warning("state not persisted: %s", exc)
+        await self._report_status(records, now)
         self.telemetry.tick_seconds.observe(time.perf_counter() - started)
         return refused + list(records)
+
+    async def _report_status(self, records: Sequence[TickRecord], now: float) -> None:
+        """The status of each ScalingPolicy object ticked now, and of each one refused, written by the
+        holder of its lease (or shard) when it says something new (a merge patch of ``/status``)."""
+        objects = self.policy_source.objects
+        if objects is None or self.settings.dry_run:
+            return
+        statuses: list[tuple[ScalingPolicy | None, str, str, dict[str, Any], dict[str, Any] | None]] = []
+        ticked = set()
+        for record in records:
+            entry = self.entries.get(record.policy)
+            if entry is None or not entry.policy.source.startswith(OBJECT_KINDS):
+                continue
+            policy = entry.policy
+            ticked.add(policy.source)
+            obj = objects.get(policy.namespace, policy.name)
+            if obj is None:
+                continue
+            previous = obj.get("status") if isinstance(obj.get("status"), dict) else None
+            problem = self.object_problems.get(policy.source)
+            generation = (obj.get("metadata") or {}).get("generation")
+            status = policy_status(
+                policy=policy,
+                decision=record.decision,
+                outcome=record.outcome.value,
+                now_s=now,
+                previous=previous,
+                last_scale_s=now if record.wrote else None,
+                ready_replicas=record.reading.ready_replicas if record.reading is not None else None,
+                capacity=record.state.capacity if record.state is not None else None,
+                target_error=(record.error or None) if record.decision is None else None,
+                invalid=problem[1] if problem is not None else None,
+                observed_generation=generation if problem is not None and isinstance(generation, int) else None,
+            )
+            statuses.append((policy, policy.namespace, policy.name, status, previous))
+        for source, (reason, message) in self.object_problems.items():
+            if source in ticked or source in self._running_sources():
+                continue
+            namespace, _, name = source.partition(" ")[2].partition("/")
+            obj = objects.get(namespace, name)
+            if obj is None:
+                continue
+            previous = obj.get("status") if isinstance(obj.get("status"), dict) else None
+            generation = (obj.get("metadata") or {}).get("generation")
+            status = refused_status(
+                generation=generation if isinstance(generation, int) else 0,
+                reason=reason,
+                message=message,
+                now_s=now,
+                previous=previous,
+            )
+            statuses.append((None, namespace, name, status, previous))
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+
+        async def write(item: tuple[ScalingPolicy | None, str, str, dict[str, Any], dict[str, Any] | None]) -> None:
+            policy, namespace, name, status, previous = item
+            guard = self._guard(policy) if policy is not None else self.leadership.is_leader
+            if not guard() or not status_differs(previous, status):
+                return
+            async with semaphore:
+                try:
+                    await objects.write_status(namespace, name, status_patch(status, previous), guard=guard)
+                except KubeError as exc:  # the next tick tries again (the cache still holds the old status)
+                    log.warning("status not written", extra={"policy": f"{namespace}/{name}", "error": str(exc)})
+
+        await asyncio.gather(*(write(item) for item in statuses))
+
+    def _running_sources(self) -> set[str]:
+        return {entry.policy.source for entry in self.entries.values()}
+
+    def _guard(self, policy: ScalingPolicy) -> Callable[[], bool]:
+        """What every write for ``policy`` is guarded by: the lease, or with shards its shard's."""
+        return self.leadership.is_leader if self.shards is None else self.shards.guard(policy)
+
+    def _leads(self, policy: ScalingPolicy, leader: bool) -> bool:
+        """Whether this tick acts for ``policy``: the tick's leadership, or with shards its shard's now."""
+        return leader if self.shards is None else self.shards.guard(policy)()
+
+    def _due(self, now: float) -> list[_Entry]:
+        """The entries to tick now. With shards, one in a shard we may not write is not ticked (the work
+        splits) unless it is ``external``; its schedule moves on, its memory and series are dropped (its
+        holder persists its state; we read it back if we take the shard) and it is warm-started again."""
+        due = [e for e in self.entries.values() if e.next_due <= now]
+        if self.shards is None:
+            return due
+        mine = []
+        for entry in due:
+            if entry.policy.mode is Mode.EXTERNAL or self.shards.guard(entry.policy)():
+                mine.append(entry)
+                continue
+            entry.next_due = max(entry.next_due + entry.policy.interval_s, now + 0.001)
+            if entry.warm_started or entry.policy.key in self.published:
+                entry.state = TargetState(capacity=entry.state.capacity)
+                entry.warm_started = False
+                self.published.pop(entry.policy.key, None)
+                self.telemetry.forget(entry.policy)
+        return mine
 
     async def _report_refusals(self, now: float, leader: bool) -> list[TickRecord]:
         """Each refused policy, at its interval: a Warning Event on the target it claims (from the
@@ -321,7 +443,7 @@ class Controller:
                 f"already scales it"
             )
             self.telemetry.target_conflicts.labels(policy.namespace, policy.name).inc()
-            if leader and report.event_type is not None:
+            if self._leads(policy, leader) and report.event_type is not None:
                 message = f"{error}; one target, one policy: retarget or remove this policy ({policy.source})"
                 await self._event(policy, report.event_type, report.event_reason, message, "")
             log.warning(
@@ -395,12 +517,12 @@ class Controller:
             return WriteOutcome.HPA_PRESENT, error, 0, reading, view, decision, state
         conflicts = 0
         while True:
-            if not self.leadership.is_leader():  # lost the lease mid-tick: stop writing at once
+            if not self._guard(policy)():  # lost the lease mid-tick: stop writing at once
                 return WriteOutcome.LOST_LEADERSHIP, "lost leadership before writing", conflicts, reading, view, \
                     decision, state
             try:
                 await self.actuator.write_scale(
-                    policy.namespace, policy.target, view, decision.desired_replicas, guard=self.leadership.is_leader
+                    policy.namespace, policy.target, view, decision.desired_replicas, guard=self._guard(policy)
                 )
             except KubeGuardFailed as exc:  # the lease lapsed while the client backed off: nothing was sent
                 return WriteOutcome.LOST_LEADERSHIP, f"lost leadership: {exc}", conflicts, reading, view, \
@@ -426,8 +548,8 @@ class Controller:
             return WriteOutcome.WRITTEN, "", conflicts, reading, view, decision, state
 
     async def _pause(self, policy: ScalingPolicy) -> tuple[Pause | None, str, str]:
-        """The pause in force, who set it, and an error. The target's own annotations (``kubectl annotate
-        deploy/x inference-autoscaler.io/paused=true`` in an incident, without touching the policy) come
+        """The pause in force, who set it, and an error. The target's own annotations (annotating the
+        Deployment with ``inference-autoscaler.io/paused=true`` in an incident, not the policy) come
         first, then the policy's. A target annotation that means nothing freezes writes at the current
         count (the operator meant to stop us) and says why; annotations that cannot be read block the
         write (not knowing is not "not paused")."""
@@ -472,7 +594,7 @@ class Controller:
             return WriteOutcome.HPA_PRESENT, error, pinned
         try:
             await self.actuator.write_scale(
-                policy.namespace, policy.target, view, pause.replicas, guard=self.leadership.is_leader
+                policy.namespace, policy.target, view, pause.replicas, guard=self._guard(policy)
             )
         except KubeGuardFailed as exc:
             return WriteOutcome.LOST_LEADERSHIP, f"lost leadership: {exc}", pinned
@@ -550,7 +672,12 @@ class Controller:
         self.published[policy.key] = Published(policy, decision, dict(reading.metrics), now)
         self._report(policy, reading, decision)
         wrote = outcome is WriteOutcome.WRITTEN
-        log.info(
+        # A decision that changes nothing is logged at debug (the HPA logs those at -v=4): at 10,000 targets
+        # an info line per target per tick is 40,000 lines a minute that say "keep". Its figures are in the
+        # metrics and, for an object, in its status.
+        quiet = not decision.changes_scale and outcome is WriteOutcome.NONE and not error
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
             "decision",
             extra={
                 "policy": policy.key,
@@ -570,10 +697,10 @@ class Controller:
     async def _size_placeholder(self, policy: ScalingPolicy, pods: int, uid: str) -> None:
         assert policy.warm_pool is not None and policy.warm_pool.placeholder is not None
         name = policy.warm_pool.placeholder.name
-        if not self.leadership.is_leader():  # leadership is re-checked before every write
+        if not self._guard(policy)():  # leadership is re-checked before every write
             return
         try:
-            if await self.actuator.scale_deployment(policy.namespace, name, pods, guard=self.leadership.is_leader):
+            if await self.actuator.scale_deployment(policy.namespace, name, pods, guard=self._guard(policy)):
                 log.info("placeholder resized", extra={"policy": policy.key, "placeholder": name, "pods": pods})
         except KubeNotFound:
             await self._event(
@@ -592,7 +719,7 @@ class Controller:
             return [], str(exc)
 
     async def _event(self, policy: ScalingPolicy, type_: str, reason: str, message: str, uid: str) -> None:
-        if not self.leadership.is_leader() or self.settings.dry_run:
+        if not self._guard(policy)() or self.settings.dry_run:
             return
         try:
             await self.actuator.record_event(

@@ -23,8 +23,9 @@ Memory: every object is held once, in a per-namespace index (which is also the s
 event queue: events are applied as they are read, and handlers run inline. Reads return the stored
 objects themselves, not copies: callers must not mutate them.
 
-Freshness: :meth:`Informer.fresh` trusts a list just made and an open watch. A half-open connection
-(a dead peer, no FIN) is noticed after ``idle_timeout_s`` without a byte (default 150 s: the apiserver
+Freshness: :meth:`Informer.fresh` trusts a list just made and a watch that delivers (an event or a
+bookmark; opening is not enough). A 410 makes the store stale at once, until the relist is stored.
+A half-open connection (a dead peer, no FIN) is noticed after ``idle_timeout_s`` without a byte (default 150 s: the apiserver
 sends a bookmark about every minute to a watch that asked for them, so silence that long means the
 connection is gone); the watch is then opened again from the last resourceVersion, which costs nothing
 against a server that simply had nothing to say.
@@ -255,6 +256,8 @@ class Informer:
                 # disconnection). A 410 again without an event in between is an error: back off.
                 log.info("informer %s: %s; relisting", self.name, exc)
                 self.resource_version = ""
+                self._last_connected = None  # events were missed: not fresh again until the relist is stored
+                self._connected = False
                 made_progress = self.stats.events + self.stats.bookmarks > progress
                 gone_in_a_row = 1 if made_progress else gone_in_a_row + 1
                 if gone_in_a_row > 1:
@@ -354,13 +357,14 @@ class Informer:
         idle_s = min(timeout_s, self.idle_timeout_s) + self.idle_grace_s
         async with self.client.watch(self.path, params=params, idle_timeout_s=idle_s) as events:
             self.stats.watches += 1
-            self._connected = True
-            self._last_connected = self._clock()
             try:
                 async for event in events:
                     self._apply(event)
                     seen += 1
                     self._failures = 0
+                    # Connected means delivering: a watch that opens and then fails (an in-stream error, a
+                    # proxy cutting streams after the headers) must not keep the store "fresh".
+                    self._connected = True
                     self._last_connected = self.last_event_monotonic = self._clock()
             finally:
                 self._disconnected()

@@ -20,6 +20,14 @@ wins by conflict; a Lease without one is never overwritten). A holder's duration
 one hour (a garbage 10^9 s would otherwise block failover forever). Nothing read from the Lease can
 raise out of :meth:`LeaseElector.try_acquire_or_renew`, and :meth:`LeaseElector.run` survives any
 error of one round.
+
+Read elsewhere. :meth:`LeaseElector.try_acquire_or_renew` reads its Lease with a GET; a caller that reads
+many Leases at once (the shards of :mod:`autoscaler.service.shards`, one LIST per round) passes each one
+to :meth:`LeaseElector.settle` instead, which applies the same rules to the Lease it is given and may be
+told not to take a Lease it does not hold (``acquire=False``: renew only). :meth:`LeaseElector.standing`
+says what a Lease is to us (ours, someone else's and live, open, unreadable) by the same clock rules.
+``acquisitions`` counts the times we became holder: a holder's writes that depend on what it read
+when it acquired (its persisted state) check that they belong to the current term.
 """
 
 from __future__ import annotations
@@ -29,14 +37,15 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from autoscaler.service.kube import KubeClient, KubeConflict, KubeError, KubeNotFound
 
-__all__ = ["LeaseElector", "LeaseSettings"]
+__all__ = ["LeaseElector", "LeaseSettings", "Standing"]
 
 log = logging.getLogger("autoscaler.leader")
 
@@ -49,6 +58,17 @@ class LeaseSettings:
     lease_duration_s: float = 15.0
     renew_deadline_s: float = 10.0
     retry_period_s: float = 2.0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels of the Lease when we create it (shards are listed by label)."""
+
+
+class Standing(str, Enum):
+    """What a Lease is to us, by our own clock."""
+
+    MINE = "mine"  # we are its holder
+    HELD = "held"  # someone else holds it and renewed it within its duration
+    OPEN = "open"  # absent, released (no holder) or expired: whoever acquires it first holds it
+    UNREADABLE = "unreadable"  # see the module docstring: replaced only after a full duration unchanged
 
 
 MAX_TRUSTED_DURATION_S = 3600
@@ -119,6 +139,8 @@ class LeaseElector:
         self._observed_at = 0.0
         self._last_renew: float | None = None
         self._leading = False
+        self.acquisitions = 0
+        """How many times this elector became holder (a new term each time)."""
 
     @property
     def path(self) -> str:
@@ -137,13 +159,12 @@ class LeaseElector:
     def _set_leading(self, leading: bool) -> None:
         if leading != self._leading:
             self._leading = leading
+            self.acquisitions += 1 if leading else 0
             log.info("leadership %s", "acquired" if leading else "lost", extra={"identity": self.settings.identity})
             if self._on_change is not None:
                 self._on_change(leading)
 
     async def try_acquire_or_renew(self) -> bool:
-        s = self.settings
-        now_wall, now_mono = self._wall(), self._mono()
         try:
             lease: dict[str, Any] | None = await self.client.request("GET", self.path)
         except KubeNotFound:
@@ -151,13 +172,44 @@ class LeaseElector:
         except KubeError as exc:
             log.warning("lease read failed: %s", exc)
             return self.is_leader()
+        return await self.settle(lease)
+
+    def standing(self, lease: Any) -> Standing:
+        """What ``lease`` (None: absent) is to us now; records what we observed of it."""
+        if lease is None:
+            return Standing.OPEN
+        read, _ = _read_spec(lease)
+        if read is None or not _resource_version(lease):
+            return Standing.UNREADABLE
+        now_mono = self._mono()
+        record = (read.holder, read.renew_time)
+        if record != self._observed:
+            self._observed, self._observed_at = record, now_mono
+        if read.holder == self.settings.identity:
+            return Standing.MINE
+        duration = read.duration_s if read.duration_s is not None else self.settings.lease_duration_s
+        if read.holder and self._observed_at + duration > now_mono:
+            return Standing.HELD
+        return Standing.OPEN
+
+    async def settle(self, lease: Any, *, acquire: bool = True) -> bool:
+        """One round on ``lease`` as read by the caller (None: it does not exist): renew it if it is
+        ours, acquire it if it is open and ``acquire`` allows. Returns whether we hold it."""
+        s = self.settings
+        now_wall, now_mono = self._wall(), self._mono()
         me = s.identity
         if lease is None:
+            if not acquire:
+                self._set_leading(False)
+                return False
             return await self._create(now_wall, now_mono)
         read, why = _read_spec(lease)
         if read is not None and not _resource_version(lease):
             read, why = None, "no resourceVersion"
         if read is None:
+            if not acquire:
+                self._set_leading(False)
+                return False
             return await self._replace_unreadable(lease, why, now_wall, now_mono)
         holder = read.holder
         record = (holder, read.renew_time)
@@ -165,6 +217,9 @@ class LeaseElector:
             self._observed, self._observed_at = record, now_mono
         duration = read.duration_s if read.duration_s is not None else s.lease_duration_s
         if holder and holder != me and self._observed_at + duration > now_mono:
+            self._set_leading(False)
+            return False
+        if holder != me and not acquire:
             self._set_leading(False)
             return False
         new_spec = dict(lease["spec"] or {})
@@ -181,7 +236,7 @@ class LeaseElector:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": s.name, "namespace": s.namespace},
+            "metadata": {"name": s.name, "namespace": s.namespace, **({"labels": dict(s.labels)} if s.labels else {})},
             "spec": {
                 "holderIdentity": s.identity,
                 "leaseDurationSeconds": int(s.lease_duration_s),
@@ -224,7 +279,12 @@ class LeaseElector:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": s.name, "namespace": s.namespace, "resourceVersion": version},
+            "metadata": {
+                "name": s.name,
+                "namespace": s.namespace,
+                "resourceVersion": version,
+                **({"labels": dict(s.labels)} if s.labels else {}),
+            },
             "spec": {
                 "holderIdentity": s.identity,
                 "leaseDurationSeconds": int(s.lease_duration_s),

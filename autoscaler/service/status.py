@@ -1,6 +1,7 @@
 """The ``status`` of a ScalingPolicy object, built from what the controller knows after a tick. Pure:
 values in, a dict out; the leader writes it (``PATCH .../status``, a merge patch, :func:`status_patch`)
-only when :func:`status_differs` says something but a timestamp changed.
+only when :func:`status_differs` says it means something new, or its wording is older than
+:data:`MESSAGE_REFRESH_S`.
 
 Conditions (metav1.Condition; ``lastTransitionTime`` moves only when a condition's status changes):
 
@@ -138,8 +139,8 @@ def policy_status(
 ) -> dict[str, Any]:
     """The status after one tick of ``policy``. ``invalid``: the object's newer generation
     (``observed_generation``) was refused for this reason while ``policy``, its last valid generation,
-    keeps running: Ready is False with :data:`INVALID_SPEC` and says so. ``decision`` is None when the target could not be read
-    (then ``target_error`` says why, and Ready is False); ``outcome`` is the controller's
+    keeps running: Ready is False with :data:`INVALID_SPEC` and says so. ``decision`` is None when the
+    target could not be read (then ``target_error`` says why, and Ready is False); ``outcome`` is the controller's
     ``WriteOutcome`` value; ``last_scale_s`` the last time the autoscaler changed the target's replicas
     (None: keep the previous ``lastScaleTime``); ``capacity`` an SLO policy's learned capacity."""
     generation = observed_generation if observed_generation is not None else policy.generation or 0
@@ -233,22 +234,61 @@ def object_refusals(result: LoadResult) -> dict[str, tuple[str, str]]:
     }
 
 
-_TIMESTAMPS = ("lastTransitionTime", "time")
+MESSAGE_REFRESH_S = 300.0
+"""How stale a status's messages may get: they carry per-tick figures (a metric's value, "failing for N
+ticks", "learned from N ticks"); comparing them would write the status of every policy every tick."""
+
+_FIGURES = ("observedGeneration", "desiredReplicas", "currentReplicas", "readyReplicas", "mode", "lastScaleTime")
+
+
+def _meaning(status: Mapping[str, Any]) -> Any:
+    """What a status says, without its per-tick wording: each condition's type, status and reason, the
+    replica figures, the last decision's reason, the learned capacity's basis."""
+    conditions = status.get("conditions") or []
+    return (
+        tuple(
+            (c.get("type"), c.get("status"), c.get("reason"))
+            for c in conditions if isinstance(c, Mapping)
+        ),
+        tuple(status.get(key) for key in _FIGURES),
+        (status.get("lastDecision") or {}).get("reason"),
+        (status.get("capacity") or {}).get("basis"),
+    )
+
+
+def _decided_at(status: Mapping[str, Any]) -> float | None:
+    text = (status.get("lastDecision") or {}).get("time")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _without_timestamps(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: _without_timestamps(v) for k, v in value.items() if k not in _TIMESTAMPS}
+        return {k: _without_timestamps(v) for k, v in value.items() if k not in ("lastTransitionTime", "time")}
     if isinstance(value, list):
         return [_without_timestamps(v) for v in value]
     return value
 
 
-def status_differs(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """True when ``new`` says something ``old`` does not, timestamps aside (a condition's
-    ``lastTransitionTime``, ``lastDecision.time``): the leader writes only then. A new
-    ``lastScaleTime`` is a change (a scale happened)."""
-    return bool(_without_timestamps(old or {}) != _without_timestamps(new))
+def status_differs(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], *, refresh_s: float = MESSAGE_REFRESH_S
+) -> bool:
+    """True when ``new`` should be written over ``old``: it says something else (a condition's status or
+    reason, a replica figure, the generation, a scale, the decision's reason), or ``old``'s wording is
+    older than ``refresh_s`` (messages and figures such as the forecast are refreshed that often, not at
+    every tick: at 10,000 policies a write per policy per tick is a write storm on the API server)."""
+    if old is None:
+        return True
+    if _meaning(old) != _meaning(new):
+        return True
+    before, after = _decided_at(old), _decided_at(new)
+    if before is None or after is None:  # no decision (a refused object): its words are not per-tick figures
+        return bool(_without_timestamps(old) != _without_timestamps(new))
+    return after - before >= refresh_s
 
 
 def status_patch(new: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -144,6 +144,15 @@ class Telemetry:
             "inference_autoscaler_kubernetes_errors", "Kubernetes API errors.", ("verb", "code"), registry=r
         )
         self.leader = Gauge("inference_autoscaler_leader", "1 while this replica holds the lease.", registry=r)
+        self.shards = Gauge(
+            "inference_autoscaler_shards", "Shards the policies are split into (1: one leader).", registry=r
+        )
+        self.shards_held = Gauge(
+            "inference_autoscaler_shards_held", "Shards whose Lease this replica holds (with shards).", registry=r
+        )
+        self.shard_leader = Gauge(
+            "inference_autoscaler_shard_leader", "1 while this replica holds the shard's Lease.", ("shard",), registry=r
+        )
         self.policies = Gauge("inference_autoscaler_policies", "Policies loaded.", registry=r)
         self.policy_errors = Gauge("inference_autoscaler_policy_errors", "Errors in the policy files.", registry=r)
         self.paused = Gauge(

@@ -121,7 +121,9 @@ and read by name without one (their own pause annotations). */}}
     {{- range .resources }}
     - {{ . }}
     {{- end }}
-  verbs: [get, list, watch]
+  {{- /* apps kinds are read from a watched cache; other kinds' replica paths are their CRD's, so only
+  their own object is read (its pause annotations) and their scale through the subresource */}}
+  verbs: {{ if eq .apiGroup "apps" }}[get, list, watch]{{ else }}[get]{{ end }}
 {{- end }}
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
