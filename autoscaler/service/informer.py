@@ -24,11 +24,11 @@ event queue: events are applied as they are read, and handlers run inline. Reads
 objects themselves, not copies: callers must not mutate them.
 
 Freshness: :meth:`Informer.fresh` trusts a list just made and a watch that delivers (an event or a
-bookmark; opening is not enough). A 410 makes the store stale at once, until the relist is stored.
-A half-open connection (a dead peer, no FIN) is noticed after ``idle_timeout_s`` without a byte (default 150 s: the apiserver
-sends a bookmark about every minute to a watch that asked for them, so silence that long means the
-connection is gone); the watch is then opened again from the last resourceVersion, which costs nothing
-against a server that simply had nothing to say.
+bookmark; opening is not enough). A 410 makes the store stale at once, until the relist is stored. A
+half-open connection (a dead peer, no FIN) is noticed after ``idle_timeout_s`` without a byte (default
+150 s: the apiserver sends a bookmark about every minute to a watch that asked for them, so silence
+that long means the connection is gone); the watch is then opened again from the last
+resourceVersion, which costs nothing against a server that simply had nothing to say.
 """
 
 from __future__ import annotations
