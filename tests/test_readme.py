@@ -10,7 +10,8 @@ commands cannot find on a CI machine is provided, and only that is substituted:
 * ``~/.kube/config``: a kubeconfig for the in-repo API stand-in;
 * ``out/``: a temporary folder (tests never write into the checkout);
 * ``run`` is a service: it runs until it has made a dry-run decision for the shipped chat policy, then
-  gets SIGTERM and must exit 0 having written nothing.
+  gets SIGTERM and must exit 0 having written nothing;
+* ``kubectl`` commands run in order, as printed, against the stand-in (which serves the CRDs they apply).
 
 ``make demo`` and ``make test`` are what ``.ci/run`` itself runs.
 """
@@ -55,6 +56,8 @@ HOW = {
     "inference-autoscaler simulate": "run",
     "inference-autoscaler backtest": "run",
     "inference-autoscaler convert": "run",
+    "kubectl apply": "kubectl",
+    "kubectl get": "kubectl",
 }
 
 
@@ -205,3 +208,27 @@ async def test_readme_run_command_decides_in_dry_run_and_stops_cleanly(
         writes = [r for r in kube.requests if r.method in ("PUT", "PATCH") and "/scale" in r.path]
         assert not writes, "--dry-run wrote a scale"
         assert kube.get_object("apps", "v1", "deployments", "team-a", "chat-llm")["spec"]["replicas"] == 2
+
+
+async def test_readme_kubectl_commands_run_in_order(tmp_path: Path) -> None:
+    """The README's kubectl lines, in order: the CRDs applied, a team's policy file applied as an object
+    (a file document is an object), listed with the CRD's printer columns."""
+    import asyncio
+
+    commands = [c for c in readme_commands() if HOW.get(kind_of(c)) == "kubectl"]
+    assert commands, "the README shows how to apply a policy as an object"
+    async with KubeStandIn() as kube:
+        write_kubeconfig(tmp_path / "kubeconfig", kube.url)
+        env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "kubeconfig")}
+        outputs = []
+        for command in commands:
+            argv = shlex.split(command)
+            done = await asyncio.to_thread(
+                subprocess.run, [argv[0], "--cache-dir", str(tmp_path / "cache"), *argv[1:]], cwd=ROOT,
+                capture_output=True, text=True, timeout=60, env=env,
+            )
+            assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+            outputs.append(done.stdout)
+        assert kube.get_object("inference-autoscaler.io", "v1alpha1", "scalingpolicies", "team-a", "chat") is not None
+    listed = outputs[-1].splitlines()
+    assert listed[0].split()[:3] == ["NAME", "TARGET", "MIN"] and listed[1].split()[:2] == ["chat", "chat-llm"]
