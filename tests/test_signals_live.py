@@ -3,7 +3,8 @@
 Cases (one live Prometheus for the session, scraping the fleet in ``prometheus_server.FLEET``):
 * every preset read for its target through one batched query per preset, checked against the closed
   form of the fleet and against Prometheus's own per-target PromQL at the same instant (quantiles equal
-  to ``histogram_quantile`` over the summed buckets);
+  to ``histogram_quantile`` over the summed buckets; histograms are read with their buckets summed per
+  owner inside Prometheus, the default: ``tests/test_signals_owner_sums.py`` compares that with per pod);
 * DCGM with ``pod`` (honor_labels: true) and ``exported_pod`` (honor_labels: false) labels, MIG instances;
 * Deployment / StatefulSet / KServe predictor pod matching, a prefix-named neighbour kept apart;
 * explicit-timestamp series older than the bound -> stale; NaN -> nan; no series -> missing; all counted;

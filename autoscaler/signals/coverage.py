@@ -56,7 +56,7 @@ from autoscaler.presets import Aggregation, Preset, SignalKind
 from autoscaler.signals.aggregate import PodSample, aggregate, broken_sample
 from autoscaler.signals.targets import pod_belongs
 
-__all__ = ["PodReport", "PolicyReadings", "TargetSeries", "assess", "covered"]
+__all__ = ["PodReport", "PolicyReadings", "TargetSeries", "assess", "covered", "reporting_pods"]
 
 log = logging.getLogger("autoscaler.signals")
 
@@ -84,6 +84,11 @@ class TargetSeries:
     pods: Mapping[str, PodReport]
     now_s: float
     staleness_s: float
+    summed: tuple[PodSample, ...] | None = None
+    """When set: the samples of exactly the reporting pods (:func:`reporting_pods`), already summed (histogram
+    buckets summed per owner inside Prometheus, :mod:`autoscaler.signals.owners`); the pods' own reports then
+    carry no samples and serve to judge coverage only. The reporting pods do not depend on the Ready pods,
+    so re-judging against those (:func:`covered`) aggregates the same samples."""
 
 
 class _Pod(str, Enum):
@@ -104,6 +109,12 @@ def _judge(report: PodReport, *, now_s: float, staleness_s: float) -> tuple[_Pod
     if not report.has_values:
         return _Pod.NO_VALUE, ""
     return _Pod.OK, ""
+
+
+def reporting_pods(series: TargetSeries) -> list[str]:
+    """The pods of ``series`` that report (fresh, with values, none broken): whose samples are aggregated."""
+    now, bound = series.now_s, series.staleness_s
+    return [pod for pod, report in series.pods.items() if _judge(report, now_s=now, staleness_s=bound)[0] is _Pod.OK]
 
 
 def _describe(problems: Mapping[str, tuple[_Pod, str]], staleness_s: float) -> str:
@@ -200,7 +211,10 @@ def assess(
         who = "ready pods"
     absent = (_Pod.ABSENT, "")
     problems = {pod: judged.get(pod, absent) for pod in expected if judged.get(pod, absent)[0] is not _Pod.OK}
-    samples = [sample for pod in reporting for sample in series.pods[pod].samples]
+    if series.summed is not None:
+        samples = list(series.summed)
+    else:
+        samples = [sample for pod in reporting for sample in series.pods[pod].samples]
     if not problems:
         if not reporting:
             return MetricReading.missing(Unavailable.MISSING, "no fresh series for the target's pods")

@@ -21,6 +21,13 @@ every policy in the tick, and push policies that never touched the broken query 
 Coverage: each preset reading is judged by :mod:`autoscaler.signals.coverage` ("partial is
 unavailable"): against the pods seen in the answer here, and, once the caller knows the target's
 Ready pods, against those (:func:`autoscaler.signals.coverage.covered`).
+
+Histograms (:attr:`SignalSettings.histogram_owner_sums`, on by default) are read with their buckets summed
+per owner inside Prometheus (:func:`~autoscaler.signals.promql.owner_query`, judged by
+:mod:`autoscaler.signals.owners`): the answer then grows with targets, not with pods x buckets. A target for
+which the owner sums are not exactly its reporting pods' (a stale or broken pod in its group, a pod of
+another target sharing the group) is read again in the same tick one series per pod and bucket, with a
+``pod=~`` selector naming only its pods (:data:`FALLBACK_POD_CHARS` of names per query at most).
 """
 
 from __future__ import annotations
@@ -41,14 +48,25 @@ from autoscaler.prometheus.client import InstantResult
 from autoscaler.prometheus.errors import PrometheusError
 from autoscaler.signals.aggregate import MAX_VALUE, Part, PodSample
 from autoscaler.signals.coverage import PodReport, PolicyReadings, TargetSeries, assess
-from autoscaler.signals.promql import FIELD_LABEL, PromQLTemplateError, fleet_query, render_custom
+from autoscaler.signals.owners import index_owner_answer, owner_series
+from autoscaler.signals.promql import (
+    FIELD_LABEL,
+    OWNER_LABEL,
+    PromQLTemplateError,
+    fleet_query,
+    owner_query,
+    render_custom,
+)
 from autoscaler.signals.targets import labels_match, pod_belongs
 
-__all__ = ["FleetReader", "FleetSignals", "QueryClient", "SignalSettings"]
+__all__ = ["FALLBACK_POD_CHARS", "FleetReader", "FleetSignals", "QueryClient", "SignalSettings"]
 
 log = logging.getLogger("autoscaler.signals")
 
 _LABEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+FALLBACK_POD_CHARS = 16_000
+"""The most characters of pod names one bounded per-pod read names (a longer list is split into queries)."""
 
 
 class QueryClient(Protocol):
@@ -69,6 +87,9 @@ class SignalSettings:
     """The rate window of counter and histogram presets (>= 4 x the scrape interval is the usual advice)."""
     custom_concurrency: int = 8
     """Custom ``query:`` metrics in flight at once."""
+    histogram_owner_sums: bool = True
+    """Sum histogram buckets per owner inside Prometheus (see the module doc); False reads one series per pod
+    and bucket for every target, as before."""
 
     @property
     def staleness_bound_s(self) -> float:
@@ -81,11 +102,12 @@ class FleetSignals:
 
     readings: Mapping[str, Mapping[str, MetricReading]]
     queries: tuple[str, ...]
-    """Every PromQL query issued this tick (preset queries first)."""
+    """Every PromQL query issued this tick (preset queries first; bounded per-pod re-reads last)."""
     unavailable: Mapping[Unavailable, int] = field(default_factory=dict)
     duration_s: float = 0.0
     series: Mapping[str, Mapping[str, TargetSeries]] = field(default_factory=dict)
-    """``series[policy.key][metric name]``: the per-pod answers the preset readings came from."""
+    """``series[policy.key][metric name]``: the per-pod answers the preset readings came from (for histograms
+    summed per owner, the per-pod facts and the summed buckets)."""
 
     def for_policy(self, policy: ScalingPolicy) -> Mapping[str, MetricReading]:
         """The policy's readings, judged against the pods seen in Prometheus's answer. Pass them to
@@ -177,17 +199,22 @@ class FleetReader:
                     users.append((policy, spec))
             if not users:
                 continue
+            labels = {key for _, spec in users for key in spec.source.match_labels}
+            by_owner = self._by_owner(preset, labels)
             try:
-                expr = fleet_query(
-                    preset, namespaces={p.namespace for p, _ in users}, window=self.settings.window,
-                    group_labels={key for _, spec in users for key in spec.source.match_labels},
+                build = owner_query if by_owner else fleet_query
+                expr = build(
+                    preset, namespaces={p.namespace for p, _ in users}, window=self.settings.window, group_labels=labels
                 )
             except Exception as error:  # a defect: this preset's metrics fail, the others are read
                 log.exception("fleet query for preset %s could not be built", name)
                 _fail(users, readings, f"preset {name}: query not built: {type(error).__name__}: {error}")
                 continue
             queries.append(expr)
-            jobs.append(self._read_preset(preset, expr, users, now, readings, series))
+            if by_owner:
+                jobs.append(self._read_owners(preset, expr, users, now, readings, series, queries))
+            else:
+                jobs.append(self._read_preset(preset, expr, users, now, readings, series))
         semaphore = asyncio.Semaphore(max(1, self.settings.custom_concurrency))
         for policy, spec in custom:
             jobs.append(self._read_custom(policy, spec, now, readings, queries, semaphore))
@@ -205,6 +232,82 @@ class FleetReader:
                     counts[reading.unavailable] += 1
                     self.unavailable_total[(spec.source.preset or "query", reading.unavailable)] += 1
         return FleetSignals(readings, tuple(queries), dict(counts), time.perf_counter() - started, series)
+
+    def _by_owner(self, preset: Preset, labels: Iterable[str]) -> bool:
+        """Whether ``preset`` is read with its buckets summed per owner (labels: the users' matchLabels keys)."""
+        return (
+            self.settings.histogram_owner_sums
+            and preset.kind is SignalKind.HISTOGRAM
+            and not {OWNER_LABEL, FIELD_LABEL} & set(labels)
+        )
+
+    async def _read_owners(
+        self,
+        preset: Preset,
+        expr: str,
+        users: Sequence[tuple[ScalingPolicy, MetricSpec]],
+        now: float,
+        readings: dict[str, dict[str, MetricReading]],
+        series: dict[str, dict[str, TargetSeries]],
+        queries: list[str],
+    ) -> None:
+        """A histogram preset from its owner sums; the targets they do not fit are re-read per pod."""
+        context = f"preset {preset.name} (used by {_names(users)})"
+        try:
+            result = await self._client.query(expr, time_s=now, context=context)
+            answer = index_owner_answer(result)
+            owners = {namespace: _owner_index(pods) for namespace, pods in answer.pods.items()}
+        except PrometheusError as error:
+            _fail(users, readings, str(error))
+            return
+        except Exception as error:  # an answer nobody foresaw, or a defect: this query's metrics only
+            log.exception("reading %s failed", context)
+            _fail(users, readings, f"{context}: {type(error).__name__}: {error}")
+            return
+        staleness = self.settings.staleness_bound_s
+        again: list[tuple[ScalingPolicy, MetricSpec, list[str]]] = []
+        for policy, spec in users:
+            try:
+                names = list(_candidates(policy, answer.pods.get(policy.namespace, {}), owners.get(policy.namespace)))
+                target = owner_series(preset, policy, spec, answer, names, now_s=now, staleness_s=staleness)
+                if target is None:
+                    again.append((policy, spec, [name for name in names if pod_belongs(policy.target, name)]))
+                    continue
+                series[policy.key][spec.name] = target
+                readings[policy.key][spec.name] = assess(target, policy=policy, spec=spec)
+            except Exception as error:  # one target's defect never fails the others
+                log.exception("aggregating %s for %s failed", preset.name, policy.key)
+                readings[policy.key][spec.name] = MetricReading.missing(
+                    Unavailable.ERROR, f"policy {policy.key} metric {spec.name}: {type(error).__name__}: {error}"
+                )
+        await self._read_again(preset, again, now, readings, series, queries)
+
+    async def _read_again(
+        self,
+        preset: Preset,
+        again: Sequence[tuple[ScalingPolicy, MetricSpec, list[str]]],
+        now: float,
+        readings: dict[str, dict[str, MetricReading]],
+        series: dict[str, dict[str, TargetSeries]],
+        queries: list[str],
+    ) -> None:
+        """The per-pod read of ``again``'s targets, naming only their pods, a few thousand names per query."""
+        jobs = []
+        for chunk in _chunks(again, FALLBACK_POD_CHARS):
+            users = [(policy, spec) for policy, spec, _ in chunk]
+            try:
+                expr = fleet_query(
+                    preset, namespaces={p.namespace for p, _ in users}, window=self.settings.window,
+                    group_labels={key for _, spec in users for key in spec.source.match_labels},
+                    pods={name for *_, names in chunk for name in names},
+                )
+            except Exception as error:  # a defect: these targets' metrics fail, the others are read
+                log.exception("per-pod query for preset %s could not be built", preset.name)
+                _fail(users, readings, f"preset {preset.name}: query not built: {type(error).__name__}: {error}")
+                continue
+            queries.append(expr)
+            jobs.append(self._read_preset(preset, expr, users, now, readings, series))
+        await asyncio.gather(*jobs)
 
     async def _read_preset(
         self,
@@ -277,7 +380,7 @@ _BY_OWNER_NAME = frozenset({"Deployment", "Rollout", "StatefulSet", "LeaderWorke
 _LONG_POD_NAME = 63  # generated names are cut to 58 characters + 5 random ones
 
 
-def _owner_index(pods: Mapping[str, _Pod]) -> tuple[dict[str, list[str]], list[str]]:
+def _owner_index(pods: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Pods by the owner names their shape implies (``<owner>-<hash>-<x>``, ``<owner>-<n>``), and the long ones.
 
     A lookup then costs O(pods of the target) instead of O(pods of the namespace): with 1000 targets
@@ -294,12 +397,28 @@ def _owner_index(pods: Mapping[str, _Pod]) -> tuple[dict[str, list[str]], list[s
 
 
 def _candidates(
-    policy: ScalingPolicy, pods: Mapping[str, _Pod], owners: tuple[dict[str, list[str]], list[str]] | None
+    policy: ScalingPolicy, pods: Mapping[str, object], owners: tuple[dict[str, list[str]], list[str]] | None
 ) -> Iterable[str]:
     if owners is None or policy.target.kind not in _BY_OWNER_NAME:
         return pods.keys()  # KServe and unknown kinds: scan the namespace
     by_owner, long_names = owners
     return dict.fromkeys([*by_owner.get(policy.target.name, ()), *long_names]).keys()
+
+
+def _chunks(
+    again: Sequence[tuple[ScalingPolicy, MetricSpec, list[str]]], limit: int
+) -> list[list[tuple[ScalingPolicy, MetricSpec, list[str]]]]:
+    """``again`` cut into runs whose pod names total at most ``limit`` characters (a target is never split)."""
+    chunks: list[list[tuple[ScalingPolicy, MetricSpec, list[str]]]] = []
+    size = limit
+    for item in again:
+        length = sum(len(name) + 1 for name in item[2])
+        if size + length > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += length
+    return chunks
 
 
 def _label_name(name: str) -> bool:

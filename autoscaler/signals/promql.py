@@ -9,6 +9,11 @@ Two builders:
   (``signal_field="den"``). Its size depends on the namespaces, never on the number of targets.
   Series exported with ``exported_namespace``/``exported_pod`` (a scrape with ``honor_labels: false``)
   are renamed to ``namespace``/``pod`` with ``label_replace`` so both forms group alike.
+  With ``pods=`` it reads only those pods (the bounded per-pod read behind :func:`owner_query`).
+* :func:`owner_query`: the same read for a HISTOGRAM preset, with the buckets summed per owner inside
+  Prometheus (one series per owner and bucket instead of one per pod and bucket), plus one series per pod
+  (its ``+Inf`` bucket rate, marked ``signal_field="pods"``) and the per-pod timestamps, so that coverage
+  is still judged pod by pod (:mod:`autoscaler.signals.owners`).
 * :func:`render_custom`: a team's ``query:`` template with ``{{namespace}}``, ``{{target}}`` and
   ``{{selector}}`` (or ``${...}`` / ``<<...>>``, which survive Helm's templating when a team ships its
   policy in its own chart). Placeholders inside a string literal are escaped for that literal; outside one,
@@ -25,18 +30,20 @@ use it, so that history is read exactly as one target's signal is.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
 from autoscaler.errors import PolicyError
 from autoscaler.presets import PRESETS, Aggregation, Preset, SignalKind
-from autoscaler.signals.targets import pod_pattern, re2_escape
+from autoscaler.signals.targets import OWNER_STEM, pod_pattern, re2_escape
 
 __all__ = [
     "FIELD_LABEL",
+    "OWNER_LABEL",
     "PromQLTemplateError",
     "fleet_query",
     "inject_namespace",
+    "owner_query",
     "quote",
     "render_custom",
     "target_expr",
@@ -44,7 +51,13 @@ __all__ = [
 ]
 
 FIELD_LABEL = "signal_field"
-"""Marks the timestamp (``ts``) and denominator (``den``) series in a fleet query's answer."""
+"""Marks the timestamp (``ts``), denominator (``den``) and per-pod (``pods``) series in a fleet query's answer."""
+
+OWNER_LABEL = "autoscaler_owner"
+"""The owner stem (:data:`~autoscaler.signals.targets.OWNER_STEM`) an :func:`owner_query` groups by."""
+
+INF_BOUND = "[+]?(?i:inf|infinity)"
+"""RE2 for the ``le`` of the ``+Inf`` bucket, in every spelling Go's ``ParseFloat`` reads as +infinity."""
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -83,11 +96,16 @@ def _relabel_exported(expr: str) -> str:
     return f'label_replace({inner}, "pod", "$1", "exported_pod", "(.+)")'
 
 
-def _forms(preset: Preset, namespaces: Sequence[str], extra: str = "") -> list[tuple[str, bool]]:
-    """The matcher blocks for each label form: ``(sel, exported)``."""
-    forms = [("{" + _in("namespace", namespaces) + ',pod!=""' + extra + "}", False)]
+def _forms(
+    preset: Preset, namespaces: Sequence[str], extra: str = "", pods: Sequence[str] | None = None
+) -> list[tuple[str, bool]]:
+    """The matcher blocks for each label form: ``(sel, exported)``; every pod, or only ``pods``."""
+    pod, exported_pod = ('pod!=""', 'exported_pod!=""')
+    if pods is not None:
+        pod, exported_pod = _in("pod", pods), _in("exported_pod", pods)
+    forms = [("{" + _in("namespace", namespaces) + "," + pod + extra + "}", False)]
     if preset.exported_labels:
-        forms.append(("{" + _in("exported_namespace", namespaces) + ',exported_pod!=""' + extra + "}", True))
+        forms.append(("{" + _in("exported_namespace", namespaces) + "," + exported_pod + extra + "}", True))
     return forms
 
 
@@ -99,20 +117,9 @@ def _union(parts: Iterable[str]) -> str:
     return " or ".join(parts)
 
 
-def fleet_query(
-    preset: Preset, *, namespaces: Iterable[str], window: str, group_labels: Iterable[str] = ()
-) -> str:
-    """The one query that reads ``preset`` for every target in ``namespaces`` (see the module doc)."""
-    spaces = sorted(set(namespaces))
-    if not spaces:
-        raise ValueError("fleet_query needs at least one namespace")
-    extra = [_check_label_name(label) for label in sorted(set(group_labels)) if label not in ("namespace", "pod")]
-    by = ["namespace", "pod", *preset.per_series, *extra]
-    if preset.kind is SignalKind.HISTOGRAM:
-        by.append("le")
-    group = ", ".join(dict.fromkeys(by))
-    agg = "avg" if preset.aggregation is Aggregation.AVERAGE and preset.kind is SignalKind.GAUGE else "sum"
-    forms = _forms(preset, spaces)
+def _per_pod(forms: Sequence[tuple[str, bool]], window: str) -> Callable[[Sequence[str], str, str], str]:
+    """``per_pod(templates, how, grouping)``: each template under each label form, aggregated ``how by
+    (grouping)``, the results united with ``or`` (the first template a pod has wins, label set by label set)."""
 
     def per_pod(templates: Sequence[str], how: str, grouping: str) -> str:
         return _union(
@@ -122,12 +129,88 @@ def fleet_query(
             for body in [_render(template, sel, window)]
         )
 
+    return per_pod
+
+
+def _extra_labels(group_labels: Iterable[str]) -> list[str]:
+    return [_check_label_name(label) for label in sorted(set(group_labels)) if label not in ("namespace", "pod")]
+
+
+def _stamps(preset: Preset, forms: Sequence[tuple[str, bool]], window: str) -> str:
+    stamps = tuple(f"timestamp({template})" for template in preset.freshness)
+    return f'label_replace({_per_pod(forms, window)(stamps, "max", "namespace, pod")}, "{FIELD_LABEL}", "ts", "", "")'
+
+
+def fleet_query(
+    preset: Preset,
+    *,
+    namespaces: Iterable[str],
+    window: str,
+    group_labels: Iterable[str] = (),
+    pods: Iterable[str] | None = None,
+) -> str:
+    """The one query that reads ``preset`` for every target in ``namespaces`` (see the module doc); with
+    ``pods``, only for the pods of those names."""
+    spaces = sorted(set(namespaces))
+    if not spaces:
+        raise ValueError("fleet_query needs at least one namespace")
+    names = None if pods is None else sorted(set(pods))
+    if names is not None and not names:
+        raise ValueError("fleet_query with pods= needs at least one pod")
+    by = ["namespace", "pod", *preset.per_series, *_extra_labels(group_labels)]
+    if preset.kind is SignalKind.HISTOGRAM:
+        by.append("le")
+    group = ", ".join(dict.fromkeys(by))
+    agg = "avg" if preset.aggregation is Aggregation.AVERAGE and preset.kind is SignalKind.GAUGE else "sum"
+    forms = _forms(preset, spaces, pods=names)
+    per_pod = _per_pod(forms, window)
     parts = [per_pod(preset.templates, agg, group)]
     if preset.kind is SignalKind.RATIO:
         parts.append(f'label_replace({per_pod(preset.denominators, "sum", group)}, "{FIELD_LABEL}", "den", "", "")')
-    stamps = tuple(f"timestamp({template})" for template in preset.freshness)
-    parts.append(f'label_replace({per_pod(stamps, "max", "namespace, pod")}, "{FIELD_LABEL}", "ts", "", "")')
+    parts.append(_stamps(preset, forms, window))
     return _union(f"({part})" for part in parts)
+
+
+def owner_query(
+    preset: Preset, *, namespaces: Iterable[str], window: str, group_labels: Iterable[str] = ()
+) -> str:
+    """The read of a HISTOGRAM preset for every target in ``namespaces``, buckets summed per owner.
+
+    Three parts, united with ``or`` so that Prometheus evaluates them on one snapshot of its data:
+
+    * per pod, the rate of its ``+Inf`` bucket, with the pod's owner stem in :data:`OWNER_LABEL`
+      (``signal_field="pods"``): which pods have buckets, and whether that bucket is usable;
+    * per (namespace, owner, ``group_labels``, ``le``), the bucket rates summed over exactly those pods:
+      the per-pod rates joined to the pods above (``* on (namespace, pod) group_left``, times 1, exact),
+      so a pod without a ``+Inf`` bucket is in no sum;
+    * per pod, the newest ``_count`` timestamp (``signal_field="ts"``), as in :func:`fleet_query`.
+
+    The per-pod rates are the ones :func:`fleet_query` returns (the first template a pod has, per bucket);
+    Prometheus reads each bucket series once, and answers with one series per owner and bucket instead of
+    one per pod and bucket.
+    """
+    if preset.kind is not SignalKind.HISTOGRAM:
+        raise ValueError(f"owner_query reads histograms; {preset.name} is a {preset.kind.value}")
+    spaces = sorted(set(namespaces))
+    if not spaces:
+        raise ValueError("owner_query needs at least one namespace")
+    extra = _extra_labels(group_labels)
+    if OWNER_LABEL in extra or FIELD_LABEL in extra:
+        raise PromQLTemplateError(f"matchLabels cannot name {OWNER_LABEL!r} or {FIELD_LABEL!r}: the query sets them")
+    forms = _forms(preset, spaces)
+    inf = _per_pod(_forms(preset, spaces, extra=f",le=~{quote(INF_BOUND)}"), window)(
+        preset.templates, "sum", "namespace, pod"
+    )
+    owned = f'label_replace({inf}, "{OWNER_LABEL}", "$1$2$3", "pod", {quote(OWNER_STEM)})'
+    if len(preset.templates) * len(forms) == 1:
+        rates = _render(preset.templates[0], forms[0][0], window)  # one series set: no per-pod "or" to resolve
+    else:
+        rates = _per_pod(forms, window)(preset.templates, "sum", ", ".join(["namespace", "pod", *extra, "le"]))
+    to_owner = f"group by (namespace, pod, {OWNER_LABEL}) ({owned})"  # 1 per pod: the join multiplies by 1
+    joined = f"({rates}) * on (namespace, pod) group_left ({OWNER_LABEL}) {to_owner}"
+    sums = f"sum by ({', '.join(['namespace', OWNER_LABEL, *extra, 'le'])}) ({joined})"
+    pods = f'label_replace({owned}, "{FIELD_LABEL}", "pods", "", "")'
+    return _union(f"({part})" for part in (sums, pods, _stamps(preset, forms, window)))
 
 
 def target_query(preset: Preset, *, policy: ScalingPolicy, spec: MetricSpec, window: str) -> str:

@@ -14,6 +14,11 @@ controller would generate:
 The strict shape is what keeps ``chat`` from claiming the pods of ``chat-llm``. ``match_labels`` then
 narrows further by exact label values. The same patterns are offered as RE2 text for custom
 ``{{selector}}`` templates (without the long-name truncation case).
+
+:data:`OWNER_STEM` is coarser: it maps a pod name to the name its shape suggests (the Deployment shape's
+``<name>``, else the StatefulSet shape's ``<name>``, else the pod name itself), so that Prometheus can sum a
+histogram's buckets per owner. It is only a grouping key: a group is used for a target only when every pod
+in it is one the target claims by :func:`pod_belongs` (see :mod:`autoscaler.signals.owners`).
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ from functools import lru_cache
 
 from autoscaler.core.policy import TargetRef
 
-__all__ = ["labels_match", "pod_belongs", "pod_pattern", "re2_escape"]
+__all__ = ["OWNER_STEM", "labels_match", "owner_stem", "pod_belongs", "pod_pattern", "re2_escape"]
 
 # k8s.io/apimachinery/pkg/util/rand: the alphabet of generated name suffixes and pod-template-hash.
 _SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
 _RS_SUFFIX = f"-{_SAFE}{{1,10}}-{_SAFE}{{5}}"
 _GENERATED_NAME_PREFIX_MAX = 58  # names.maxGeneratedNameLength (63) - 5 random characters
 _RE2_META = set("\\.+*?()|[]{}^$")
+
+OWNER_STEM = f"(.+){_RS_SUFFIX}|(.+)-[0-9]+|(.+)"
+"""RE2 (anchored by PromQL's ``label_replace``) whose groups ``$1$2$3`` give a pod's owner stem: exactly one
+group matches (alternatives are tried in order, as Go's and Python's engines both do)."""
 
 
 def re2_escape(text: str) -> str:
@@ -79,6 +88,15 @@ def _truncated_deployment_pod(target: TargetRef, pod: str) -> bool:
         return base == head[:limit]
     rest = base.removeprefix(head)
     return rest != base and re.fullmatch(f"({_SAFE}{{0,10}}-?)", rest) is not None
+
+
+def owner_stem(pod: str) -> str:
+    """The owner stem Prometheus computes for ``pod`` with :data:`OWNER_STEM` (for tests and tools)."""
+    match = _OWNER_STEM.fullmatch(pod)
+    return "".join(group or "" for group in match.groups()) if match else ""
+
+
+_OWNER_STEM = re.compile(OWNER_STEM)
 
 
 def labels_match(labels: Mapping[str, str], match_labels: Mapping[str, str]) -> bool:
