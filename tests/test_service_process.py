@@ -92,3 +92,52 @@ async def test_run_process_end_to_end(tmp_path: Path) -> None:
         assert logs[-1]["message"] == "stopped"
         state = kube.get_object("", "v1", "configmaps", "ops", "inference-autoscaler-state")
         assert "states.json.z" in state["binaryData"]
+
+
+async def test_run_serves_policy_objects_without_files_and_writes_their_status(tmp_path: Path) -> None:
+    """``run --policy-objects`` and no ``--policies``: a team's ScalingPolicy object is the only policy;
+    the process scales its target (the fallback drives it: no Prometheus) from watched caches and writes
+    the object's status. Neither option: a usage error naming both."""
+    import yaml
+    from kube_standin import crd_types
+
+    from autoscaler.core.policy import API_GROUP
+    from autoscaler.policy.crd import crd_documents
+
+    exe = Path(sys.executable).parent / "inference-autoscaler"
+    async with KubeStandIn() as kube:
+        for crd in crd_documents().values():
+            for rtype in crd_types(crd):
+                kube.resources[(rtype.group, rtype.version, rtype.plural)] = rtype
+        kube.add_deployment("team-a", "chat-llm", 1)
+        doc = yaml.safe_load(policy_text(extra="fallback: {failureThreshold: 0, behavior: static, replicas: 3}\n")
+                             .replace("intervalSeconds: 15", "intervalSeconds: 1"))
+        doc["metadata"]["generation"] = 1  # as the API server sets it on create
+        kube.put_object(API_GROUP, "v1alpha1", "scalingpolicies", doc)
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
+        common = ["--prometheus", "http://127.0.0.1:9", "--timeout", "0.5", "--kubeconfig", str(kubeconfig),
+                  "--namespace", "ops", "--identity", "pod-a", "--listen", f"127.0.0.1:{free_port()}"]
+        refused = await asyncio.create_subprocess_exec(str(exe), "run", *common, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await refused.communicate()
+        assert refused.returncode == 2 and b"--policies DIR, --policy-objects, or both" in stderr
+        proc = await asyncio.create_subprocess_exec(
+            str(exe), "run", "--policy-objects", *common, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            await wait_until(
+                lambda: kube.get_object("apps", "v1", "deployments", "team-a", "chat-llm")["spec"]["replicas"] == 3
+                and bool((kube.get_object(API_GROUP, "v1alpha1", "scalingpolicies", "team-a", "chat") or {})
+                         .get("status", {}).get("lastScaleTime")),
+                timeout_s=20,
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), timeout=20)
+        status = kube.get_object(API_GROUP, "v1alpha1", "scalingpolicies", "team-a", "chat")["status"]
+        watches = kube.watch_requests()
+    assert code == 0
+    assert status["desiredReplicas"] == 3 and status["observedGeneration"] == 1
+    fallback = next(c for c in status["conditions"] if c["type"] == "Fallback")
+    assert fallback["status"] == "True"
+    assert {w.path for w in watches} >= {"/apis/inference-autoscaler.io/v1alpha1/scalingpolicies", "/api/v1/pods",
+                                         "/apis/apps/v1/deployments"}
