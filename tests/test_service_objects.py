@@ -244,3 +244,26 @@ async def test_an_object_recreated_under_the_same_name_does_not_inherit_the_old_
             assert await controller.tick(T0 + 15) == [] and controller.entries == {}
             after = len([r for r in kube.requests if r.path.endswith("/scale") and r.method == "PUT"])
     assert after == before
+
+
+async def test_a_pause_on_the_target_shows_in_the_objects_status(tmp_path: Path) -> None:
+    signals = ScriptedSignals()
+    signals.set("team-a/chat", queue=10)  # keep 2: nothing to write, still paused
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        write_kubeconfig(tmp_path / "kubeconfig", kube.url)
+        await apply_crds(tmp_path)
+        (tmp_path / "chat.yaml").write_text(yaml.safe_dump(team_policy()))
+        assert (await run_kubectl(tmp_path, "apply", "-f", str(tmp_path / "chat.yaml"))).returncode == 0
+        done = await run_kubectl(tmp_path, "annotate", "deployment", "chat-llm", "-n", "team-a",
+                                 "inference-autoscaler.io/paused=true")
+        assert done.returncode == 0, done.stderr
+        async with service(kube, None, signals) as controller:
+            (record,) = await controller.tick(T0)
+            assert record.paused_by == "annotation on Deployment/chat-llm"
+            await synced_status(kube, controller, lambda o: bool(o and o.get("status")))
+            objects = controller.policy_source.objects
+            assert objects is not None
+            paused = next(c for c in objects.get("team-a", "chat")["status"]["conditions"]  # type: ignore[index]
+                          if c["type"] == "Paused")
+    assert paused["status"] == "True" and "Deployment/chat-llm" in paused["message"]

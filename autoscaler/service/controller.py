@@ -140,6 +140,8 @@ class TickRecord:
     outcome: WriteOutcome = WriteOutcome.NONE
     state: TargetState | None = None
     """The target's memory after this tick (what the next tick starts from)."""
+    paused_by: str | None = None
+    """The annotation freezing the target's writes ("annotation": the policy's; else on the target)."""
 
 
 @dataclass(slots=True)
@@ -361,6 +363,7 @@ class Controller:
                 ready_replicas=record.reading.ready_replicas if record.reading is not None else None,
                 capacity=record.state.capacity if record.state is not None else None,
                 target_error=(record.error or None) if record.decision is None else None,
+                paused_by=record.paused_by,
                 invalid=problem[1] if problem is not None else None,
                 observed_generation=generation if problem is not None and isinstance(generation, int) else None,
             )
@@ -692,7 +695,8 @@ class Controller:
                 **({"error": error} if error else {}),
             },
         )
-        return TickRecord(policy.key, now, reading, decision, wrote, error, conflicts, outcome, state)
+        return TickRecord(policy.key, now, reading, decision, wrote, error, conflicts, outcome, state,
+                          paused_by if pause is not None else None)
 
     async def _size_placeholder(self, policy: ScalingPolicy, pods: int, uid: str) -> None:
         assert policy.warm_pool is not None and policy.warm_pool.placeholder is not None

@@ -136,6 +136,7 @@ def policy_status(
     target_error: str | None = None,
     invalid: str | None = None,
     observed_generation: int | None = None,
+    paused_by: str | None = None,
 ) -> dict[str, Any]:
     """The status after one tick of ``policy``. ``invalid``: the object's newer generation
     (``observed_generation``) was refused for this reason while ``policy``, its last valid generation,
@@ -144,8 +145,9 @@ def policy_status(
     ``WriteOutcome`` value; ``last_scale_s`` the last time the autoscaler changed the target's replicas
     (None: keep the previous ``lastScaleTime``); ``capacity`` an SLO policy's learned capacity."""
     generation = observed_generation if observed_generation is not None else policy.generation or 0
-    paused = policy.pause is not None or outcome == "paused"
-    paused_condition = ("Paused", "True", "PausedByAnnotation", "writes frozen by the policy's paused annotations")
+    paused = policy.pause is not None or outcome == "paused" or paused_by is not None
+    by = "the policy's paused annotations" if paused_by in (None, "annotation") else f"the {paused_by}"
+    paused_condition = ("Paused", "True", "PausedByAnnotation", f"writes frozen by {by}")
     if not paused:
         paused_condition = ("Paused", "False", "NotPaused", "")
     if decision is None:
