@@ -30,6 +30,13 @@ Downsampling accuracy: ``servegen at 15 s`` spreads the 14-day ServeGen fleet ra
 fold. Two histories are fed tick by tick, the two-tier one and one kept at full resolution
 (``full_span_s=math.inf``), and both forecast from the same origins of days 9-14 (every 15 minutes).
 
+Fitted forecast (issue #17): the controller refits every 5 minutes (staggered per target) and applies
+the fit to the newest points in between (``autoscaler/forecast/fit.py``). ``ours: fitted, per tick``
+rows feed the history tick by tick and keep the fit as the controller does; ``fitted vs full`` runs
+both on the 15 s ServeGen series from origins 15 min + 1 tick apart (so the fit's age at the origin
+cycles through the whole window). The cost section prints the per-tick cost of both paths at 8 days
+of 15 s history and their ratio.
+
 Baselines, implemented from their published descriptions (no statsmodels/pmdarima here):
 
 * ``last value`` - what a reactive scaler uses; identical to Dynamo's ``constant`` predictor.
@@ -61,12 +68,22 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.forecast import DemandHistory, Forecast, forecast_demand
+from autoscaler.forecast import (
+    REFIT_EVERY_S,
+    DemandHistory,
+    Forecast,
+    ForecastFit,
+    forecast_demand,
+    forecast_from_fit,
+    refit_phase_s,
+    refresh_fit,
+)
 from autoscaler.forecast.select import FLOOR_FRACTION
 
 FloatArray = npt.NDArray[np.float64]
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
 Q = 0.95
+REFIT_S = REFIT_EVERY_S
 DAY_S = 86400.0
 
 
@@ -269,6 +286,26 @@ def ours(y: FloatArray, step_s: float, h: int) -> tuple[FloatArray, FloatArray, 
     return point, upper, chosen
 
 
+def ours_fitted(y: FloatArray, step_s: float, h: int) -> tuple[FloatArray, FloatArray, list[str]]:
+    """The controller's path: the history fed tick by tick, the fit refreshed every tick (it refits
+    only when due), the forecast from the fit."""
+    point = np.full(y.size, np.nan)
+    upper = np.full(y.size, np.nan)
+    chosen: list[str] = []
+    hist = DemandHistory.empty(start_s=0.0, step_s=step_s)
+    fit: ForecastFit | None = None
+    phase = refit_phase_s("bench/forecast")
+    for i in range(y.size - h):
+        now = i * step_s
+        hist = hist.append(now, float(y[i]))
+        fit = refresh_fit(fit, hist, now_s=now, horizon_s=h * step_s, quantile=Q, phase_s=phase)
+        f = forecast_from_fit(fit, hist, now_s=now, horizon_s=h * step_s, quantile=Q)
+        if f is not None:
+            point[i], upper[i] = f.point, f.upper
+            chosen.append(f.model)
+    return point, upper, chosen
+
+
 def evaluate(name: str, step_s: float, y: FloatArray, h: int, start: int, *, seasonal: bool) -> None:
     n = y.size
     origins = np.arange(start, n - h)
@@ -305,10 +342,12 @@ def evaluate(name: str, step_s: float, y: FloatArray, h: int, start: int, *, sea
     point, upper, chosen = ours(y, step_s, h)
     per_call_ms = (time.perf_counter() - started) / max(1, n - h) * 1000
     score("ours: forecast_demand", point, upper)
+    fitted_point, fitted_upper, _ = ours_fitted(y, step_s, h)
+    score("ours: fitted, per tick", fitted_point, fitted_upper)
 
-    best_base = min(r[1] for r in rows[:-1])
-    best_conf = min(r[2] for r in rows[:-1])
-    mine = rows[-1][1]
+    best_base = min(r[1] for r in rows[:-2])
+    best_conf = min(r[2] for r in rows[:-2])
+    mine = rows[-2][1]
     picked = {m: chosen[start:].count(m) for m in sorted(set(chosen[start:]))}
     print(
         f"\n{name}: {n} points at {step_s:g} s, horizon {h * step_s:g} s, "
@@ -356,6 +395,7 @@ def cost() -> None:
             f"  horizon {horizon:4.0f} s: median {med:.2f} ms, p90 {ts[int(0.9 * len(ts))]:.2f} ms, min {ts[0]:.2f} ms "
             f"({med / statistics.median(base):.1f}x the sort)"
         )
+    per_tick(y, step)
     retry = timed(lambda: hist.append(now + 15.0, 100.0), 50)
     print(
         f"  DemandHistory.append to a value already appended to (a retry: copies): "
@@ -367,6 +407,95 @@ def cost() -> None:
         ticks = ticks.append(i * step, float(y[i]))
     mean_us = (time.perf_counter() - started) / n * 1e6
     print(f"  DemandHistory.append tick by tick over 8 days (the controller's path): {mean_us:.1f} us mean")
+
+
+def per_tick(y: FloatArray, step: float, ticks: int = 480, horizon_s: float = 195.0) -> None:
+    """The controller's per-tick forecast cost at 8 days of history: every tick appends the new value,
+    then either the full forecast or the fitted path (refresh the fit, evaluate it). ``ticks`` spans
+    whole refit windows, so the refits' cost is amortised as in the controller."""
+    n = int(8 * DAY_S / step)
+    extra = np.resize(y, n + ticks)  # the same series continued
+    base = DemandHistory.empty(start_s=0.0, step_s=step)
+    for i in range(n):
+        base = base.append(i * step, float(extra[i]))
+
+    def run(fitted: bool) -> tuple[float, int, float]:
+        hist, fit, refits, worst = base, None, 0, 0.0
+        phase = refit_phase_s("bench/cost")
+        started = time.perf_counter()
+        for i in range(n, n + ticks):
+            tick = time.perf_counter()
+            hist = hist.append(i * step, float(extra[i]))
+            if fitted:
+                new = refresh_fit(fit, hist, now_s=i * step, horizon_s=horizon_s, phase_s=phase)
+                refits += new is not fit
+                fit = new
+                forecast_from_fit(fit, hist, now_s=i * step, horizon_s=horizon_s)
+            else:
+                forecast_demand(hist, now_s=i * step, horizon_s=horizon_s)
+            worst = max(worst, time.perf_counter() - tick)
+        return (time.perf_counter() - started) / ticks * 1000, refits, worst * 1000
+
+    full_ms, _, full_worst = run(False)
+    fit_ms, refits, fit_worst = run(True)
+    print(
+        f"  per tick and target, {ticks} ticks at 8 days of history, horizon {horizon_s:g} s (append + forecast):\n"
+        f"    full forecast every tick:        {full_ms:.3f} ms mean, worst tick {full_worst:.2f} ms\n"
+        f"    fitted (refit every {REFIT_S:g} s): {fit_ms:.3f} ms mean, worst tick {fit_worst:.2f} ms "
+        f"({refits} refits); cost ratio full/fitted {full_ms / fit_ms:.1f}x"
+    )
+
+
+def fitted_vs_full(y: FloatArray, step_s: float) -> None:
+    """The fitted path against the full forecast from the same origins, the history fed tick by tick."""
+    per_day = round(DAY_S / step_s)
+    horizons = (180.0, 600.0, 1800.0)
+    stride = round(900 / step_s) + 1  # not a multiple of the refit window: the fit's age varies
+    origins = np.arange(9 * per_day, y.size - round(max(horizons) / step_s), stride)
+    wanted = set(origins.tolist())
+    full: dict[float, list[Forecast]] = {hz: [] for hz in horizons}
+    fitted: dict[float, list[Forecast]] = {hz: [] for hz in horizons}
+    fits: dict[float, ForecastFit | None] = dict.fromkeys(horizons)
+    ages: list[float] = []
+    hist = DemandHistory.empty(start_s=0.0, step_s=step_s)
+    phase = refit_phase_s("bench/fitted")
+    start_fitting = origins[0] - round(REFIT_S / step_s)
+    for i in range(origins[-1] + 1):
+        now = i * step_s
+        hist = hist.append(now, float(y[i]))
+        if i < start_fitting:
+            continue
+        for hz in horizons:
+            fits[hz] = refresh_fit(fits[hz], hist, now_s=now, horizon_s=hz, quantile=Q, phase_s=phase)
+        if i not in wanted:
+            continue
+        for hz in horizons:
+            fit = fits[hz]
+            f = forecast_from_fit(fit, hist, now_s=now, horizon_s=hz, quantile=Q)
+            g = forecast_demand(hist, now_s=now, horizon_s=hz, quantile=Q)
+            assert f is not None and g is not None and fit is not None
+            fitted[hz].append(f)
+            full[hz].append(g)
+            ages.append(now - fit.now_s)
+    print(
+        f"\nfitted vs full, servegen at 15 s: {origins.size} origins from day 9, every 15 min + 1 tick "
+        f"(fit age at the origin {min(ages):.0f}-{max(ages):.0f} s, mean {statistics.mean(ages):.0f} s)"
+    )
+    print(f"  {'path':26s} {'horizon':>7s} {'pinball%':>9s} {'cover%':>7s} {'MAPE%':>7s} {'upper vs full':>13s}")
+    for hz in horizons:
+        actual = y[origins + round(hz / step_s)]
+        mean = float(actual.mean())
+        ref = np.array([f.upper for f in full[hz]])
+        for label, got in (("full forecast every tick", full[hz]), ("fitted (level per tick)", fitted[hz])):
+            upper = np.array([f.upper for f in got])
+            point = np.array([f.point for f in got])
+            pos = actual > 0
+            mape = float(np.mean(np.abs(actual[pos] - point[pos]) / actual[pos])) * 100
+            diff = float(np.mean(np.abs(upper - ref) / np.maximum(ref, 1e-9))) * 100
+            print(
+                f"  {label:26s} {hz:6.0f}s {pinball(actual, upper, Q) / mean * 100:9.2f} "
+                f"{float(np.mean(actual <= upper)) * 100:7.1f} {mape:7.1f} {diff:12.2f}%"
+            )
 
 
 def retained_bytes(build: Callable[[], object]) -> tuple[int, object]:
@@ -480,6 +609,7 @@ def main() -> None:
         evaluate("servegen language m-large (14 days)", step, y, 3, 2 * 144, seasonal=True)
         fine_step, fine_y = servegen_at_15s()
         downsampling(fine_y, fine_step)
+        fitted_vs_full(fine_y, fine_step)
     hourly = (
         ("azure code (1 h)", "azure2023_AzureLLMInferenceTrace_code.csv", azure_code),
         ("mooncake conversation (1 h)", "mooncake_fast25_conversation_trace.jsonl", mooncake),

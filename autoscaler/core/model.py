@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from autoscaler.core.policy import ScalingPolicy
     from autoscaler.core.slo import CapacityEstimate
-    from autoscaler.forecast import DemandHistory, Forecast
+    from autoscaler.forecast import DemandHistory, Forecast, ForecastFit
 
 __all__ = [
     "Decision",
@@ -84,6 +84,8 @@ class Observation:
     """Measured high quantile of the target's pod creation -> Ready time, when known."""
     capacity: CapacityEstimate | None = None
     """An SLO policy's learned per-replica capacity, updated with this tick's readings."""
+    forecast_fit: ForecastFit | None = None
+    """The demand forecast's fit (``autoscaler.forecast.fit``), refreshed every few minutes by ``step``."""
 
     @property
     def current_status_replicas(self) -> int:

@@ -25,7 +25,7 @@ from autoscaler.core.quantity import to_milli
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from autoscaler.forecast import DemandHistory, Forecast
+    from autoscaler.forecast import DemandHistory, Forecast, ForecastFit
 
 __all__ = [
     "DEFAULT_LOAD_TIME_S",
@@ -35,6 +35,7 @@ __all__ = [
     "placeholder_pods",
     "plan_predictive",
     "record_demand",
+    "refresh_forecast",
 ]
 
 DEFAULT_LOAD_TIME_S = 180.0
@@ -69,10 +70,11 @@ def plan_predictive(
     spec = policy.predictive
     if spec is None or observation.demand_history is None:
         return None
-    from autoscaler.forecast import forecast_demand  # numpy: only for predictive policies
+    from autoscaler.forecast import forecast_from_fit  # numpy: only for predictive policies
 
     horizon_s, horizon_note = horizon(policy, observation)
-    forecast = forecast_demand(
+    forecast = forecast_from_fit(
+        observation.forecast_fit,
         observation.demand_history,
         now_s=now,
         horizon_s=horizon_s,
@@ -127,6 +129,33 @@ def record_demand(
         points = int(history_days * 86400 / policy.interval_s) + 1
         history = DemandHistory.empty(start_s=now, step_s=policy.interval_s, max_points=points)
     return history.append(now, math.nan if value is None else value)
+
+
+def refresh_forecast(
+    fit: ForecastFit | None, policy: ScalingPolicy, observation: Observation, now: float
+) -> ForecastFit | None:
+    """The forecast fit to carry to the next tick and to plan with now: ``fit`` while it serves this
+    tick, else a new one (:func:`autoscaler.forecast.refresh_fit`). Refits come once per
+    ``REFIT_EVERY_S`` window, at a point of it fixed by the policy key, so that a fleet's refits spread
+    out; the ticks between apply the fit to the newest points only. Same horizon and arguments as
+    :func:`plan_predictive` and ``plan_slo`` forecast with. Only :func:`autoscaler.core.step.observe`
+    calls it."""
+    history = observation.demand_history
+    if history is None:
+        return None
+    if policy.predictive is not None:
+        quantile, seasonality_s = policy.predictive.quantile, policy.predictive.seasonality_s
+    elif policy.slo is not None:
+        quantile, seasonality_s = policy.slo.forecast_quantile, policy.slo.seasonality_s
+    else:
+        return None
+    from autoscaler.forecast import refit_phase_s, refresh_fit
+
+    horizon_s, _ = horizon(policy, observation)
+    return refresh_fit(
+        fit, history, now_s=now, horizon_s=horizon_s, quantile=quantile, seasonality_s=seasonality_s,
+        phase_s=refit_phase_s(policy.key),
+    )  # fmt: skip
 
 
 def load_time_quantile(samples: Iterable[float], quantile: float) -> float | None:

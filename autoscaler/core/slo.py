@@ -456,9 +456,10 @@ def plan_slo(
     slots = slots_now
     lead = "now"
     if observation.demand_history is not None:
-        from autoscaler.forecast import forecast_demand  # numpy: only for forecasting policies
+        from autoscaler.forecast import forecast_from_fit  # numpy: only for forecasting policies
 
-        forecast = forecast_demand(
+        forecast = forecast_from_fit(  # the fit refreshed by ``step``: cheap between refits
+            observation.forecast_fit,
             observation.demand_history,
             now_s=now,
             horizon_s=horizon_s,

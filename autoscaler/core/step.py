@@ -4,7 +4,8 @@ Every driver (the live service, the metrics-API publisher, ``replay``, ``backtes
 simulator's policy controller) does only three things: read a :class:`TargetReading`, call
 :func:`step`, act on the decision. Everything a target remembers between ticks lives in one frozen
 :class:`TargetState`: the core's :class:`~autoscaler.core.ScalerState` (windows, scale events,
-failure count), the predictive metric's demand history, and the measured load-time samples. Building
+failure count), the predictive metric's demand history with its forecast fit, and the measured
+load-time samples. Building
 the :class:`~autoscaler.core.Observation` from a reading and keeping that memory happen here and
 nowhere else, so "what you simulate is what runs" holds by construction.
 
@@ -24,12 +25,12 @@ from autoscaler.core.behavior import record_scale_event
 from autoscaler.core.decide import decide
 from autoscaler.core.model import Decision, MetricReading, Observation, ScalerState
 from autoscaler.core.policy import ScalingPolicy
-from autoscaler.core.predictive import load_time_quantile, record_demand
+from autoscaler.core.predictive import load_time_quantile, record_demand, refresh_forecast
 from autoscaler.core.slo import CapacityEstimate, initial_capacity, learn_capacity
 from autoscaler.core.slo import demand as slo_demand
 
 if TYPE_CHECKING:
-    from autoscaler.forecast import DemandHistory
+    from autoscaler.forecast import DemandHistory, ForecastFit
 
 __all__ = [
     "MAX_LOAD_SAMPLES",
@@ -81,6 +82,11 @@ class TargetState:
     """Measured load times, oldest first, at most :data:`MAX_LOAD_SAMPLES` pods."""
     capacity: CapacityEstimate | None = None
     """An SLO policy's learned per-replica capacity (None: not an SLO policy, or not started)."""
+    forecast_fit: ForecastFit | None = None
+    """What the last full forecast of :attr:`demand` learned (model, calibration, seasonal profile),
+    refitted every few minutes and applied to the newest points in between (``autoscaler.forecast.fit``).
+    A value like the history: a retried ``step`` from the same state refits exactly when the first
+    attempt did. Not persisted (rebuilt from the warm-started history at the first tick)."""
 
     def load_time_s(self, policy: ScalingPolicy) -> float | None:
         """The policy's high quantile of the measured load times (None before any pod was seen)."""
@@ -173,6 +179,11 @@ def observe(
         load_time_s=new_state.load_time_s(policy),
         capacity=capacity,
     )
+    # the forecast's horizon needs the load time just measured, hence after the observation
+    fit = refresh_forecast(state.forecast_fit, policy, observation, now)
+    if fit is not None or state.forecast_fit is not None:
+        observation = replace(observation, forecast_fit=fit)
+        new_state = replace(new_state, forecast_fit=fit)
     return observation, new_state
 
 
@@ -219,7 +230,7 @@ def warm_start(state: TargetState, policy: ScalingPolicy, history: DemandHistory
     folded its older part into the coarse tier, so a warm start costs no more memory than the ticks."""
     if (policy.predictive is None and policy.slo is None) or history is None or history.step_s != policy.interval_s:
         return state
-    return replace(state, demand=history)
+    return replace(state, demand=history, forecast_fit=None)
 
 
 def retarget(state: TargetState, old: ScalingPolicy, new: ScalingPolicy) -> TargetState:
@@ -231,7 +242,7 @@ def retarget(state: TargetState, old: ScalingPolicy, new: ScalingPolicy) -> Targ
     old_metric = old.predictive.metric if old.predictive else ("slo:in-flight" if old.slo else None)
     new_metric = new.predictive.metric if new.predictive else ("slo:in-flight" if new.slo else None)
     if old_metric != new_metric or old.interval_s != new.interval_s:
-        state = replace(state, demand=None)
+        state = replace(state, demand=None, forecast_fit=None)
     old_engine = old.slo.running.source.preset if old.slo else None
     new_engine = new.slo.running.source.preset if new.slo else None
     if old_engine != new_engine:

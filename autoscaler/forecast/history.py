@@ -327,6 +327,13 @@ class DemandHistory:
     def __len__(self) -> int:
         return self._n
 
+    def tail(self, count: int) -> FloatArray:
+        """The newest ``count`` full-resolution slots as float64 (fewer when there are fewer): what a
+        fitted forecast reads each tick, O(count) rather than O(span) like :attr:`values`."""
+        take = min(max(0, count), self._n)
+        end = self._off + self._n
+        return self._ring.data[end - take : end].astype(np.float64)
+
     def times_s(self) -> FloatArray:
         """The time of each full-resolution slot."""
         return self.start_s + self.step_s * np.arange(self._n, dtype=np.float64)

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["recent_median", "seasonal", "trend"]
+__all__ = ["profile_lead", "recent_median", "rescale", "seasonal", "seasonal_profile", "trend"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -88,6 +88,55 @@ def _smoothed(raw: FloatArray, radius: int) -> FloatArray:
     return out
 
 
+def seasonal_profile(
+    raw: FloatArray, lo: int, hi: int, *, period: int, seasons: int, h: int, radius: int
+) -> FloatArray:
+    """The seasonal profile at indices ``lo .. hi - 1`` (``hi`` may lie beyond the series).
+
+    ``profile[i]`` averages the smoothed series at ``i - k * period`` for the ``seasons`` smallest ``k``
+    whose smoothing window ends at or before the origin (``k * period >= h + radius``), so no value
+    after the origin is used. It depends on ``i`` and ``h`` only, not on the origin: the fitted forecast
+    (``fit.py``) keeps a slice of it around the current origin and reads it for a few minutes.
+    """
+    k0 = max(1, math.ceil((h + radius) / period))
+    need_from = max(0, lo - (k0 + seasons - 1) * period - radius)
+    smooth = _smoothed(raw[need_from:], radius)
+    idx = np.arange(lo, hi)
+    sums = np.zeros(idx.size)
+    counts = np.zeros(idx.size)
+    for k in range(k0, k0 + seasons):
+        src = idx - k * period - need_from
+        valid = (src >= 0) & (src < smooth.size)
+        if not valid.any():
+            break
+        vals = np.where(valid, smooth[np.clip(src, 0, smooth.size - 1)], np.nan)
+        ok = np.isfinite(vals)
+        sums += np.where(ok, vals, 0.0)
+        counts += ok
+    profile = np.full(idx.size, np.nan)
+    np.divide(sums, counts, out=profile, where=counts > 0)
+    return profile
+
+
+def profile_lead(period: int, h: int, radius: int) -> int:
+    """How many steps past the origin a profile computed at it stays the same as one computed later:
+    the newest smoothed value it reads ends ``k0 * period - h - radius`` steps before the target."""
+    k0 = max(1, math.ceil((h + radius) / period))
+    return k0 * period - h - radius
+
+
+def rescale(profile_at_target: float, profile_window: FloatArray, level: float, *, floor: float) -> float:
+    """One origin of :func:`seasonal`: the profile at the target times the clipped ratio of the recent
+    level (the mean of the last ``level_window`` points) to the profile over the same points."""
+    ok = np.isfinite(profile_window)
+    count = int(np.count_nonzero(ok))
+    if count < max(1.0, 0.5 * profile_window.size):
+        return math.nan
+    base = float(np.sum(profile_window[ok])) / count
+    ratio = min(max((level + floor) / (base + floor), RATIO_BOUNDS[0]), RATIO_BOUNDS[1])
+    return profile_at_target * ratio
+
+
 def seasonal(
     raw: FloatArray,
     filled: FloatArray,
@@ -102,31 +151,13 @@ def seasonal(
 ) -> FloatArray:
     """Seasonal naive over up to ``seasons`` past periods, rescaled by the recent level.
 
-    ``profile[i]`` averages the smoothed series at ``i - k * period`` for the ``seasons`` smallest ``k``
-    whose smoothing window ends at or before the origin (``k * period >= h + radius``), so no value
-    after the origin is used. The forecast is ``profile[t + h] * ratio`` with ``ratio`` = (mean of the
-    last ``level_window`` points + floor) / (mean of the profile over the same points + floor).
+    The profile is :func:`seasonal_profile`. The forecast is ``profile[t + h] * ratio`` with ``ratio`` =
+    (mean of the last ``level_window`` points + floor) / (mean of the profile over the same points + floor).
     """
     n = raw.size
-    k0 = max(1, math.ceil((h + radius) / period))
     # the profile is needed at the targets (origins + h) and over each origin's level window only
     lo = max(0, int(origins.min()) - level_window + 1)
-    need_from = max(0, lo - (k0 + seasons - 1) * period - radius)
-    smooth = _smoothed(raw[need_from:], radius)
-    idx = np.arange(lo, n + h)
-    sums = np.zeros(idx.size)
-    counts = np.zeros(idx.size)
-    for k in range(k0, k0 + seasons):
-        src = idx - k * period - need_from
-        valid = (src >= 0) & (src < smooth.size)
-        if not valid.any():
-            break
-        vals = np.where(valid, smooth[np.clip(src, 0, smooth.size - 1)], np.nan)
-        ok = np.isfinite(vals)
-        sums += np.where(ok, vals, 0.0)
-        counts += ok
-    profile = np.full(idx.size, np.nan)
-    np.divide(sums, counts, out=profile, where=counts > 0)
+    profile = seasonal_profile(raw, lo, n + h, period=period, seasons=seasons, h=h, radius=radius)
 
     at = origins - lo  # positions in ``profile``
     ok = np.isfinite(profile)

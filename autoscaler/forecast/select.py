@@ -85,34 +85,54 @@ class Forecast:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class Prepared:
+    """The history cleaned onto the working grid (what the models read)."""
+
     raw: FloatArray  # working grid, NaN gaps
     filled: FloatArray  # working grid, gaps forward-filled
     native: FloatArray  # the history's own value at the end of each working slot (what is scored)
     step_s: float  # working step
     h: int  # horizon in working steps from the last slot
+    factor: int  # history steps per working step (working slots end at the history's last slot)
+    cap: float  # values above this are clipped (SPIKE_FACTOR x the 99th percentile; <= 0: none)
 
 
-def _prepare(values: FloatArray, step_s: float, end_s: float, now_s: float, horizon_s: float) -> _Prepared | None:
-    """``values`` on the history's grid (``DemandHistory.dense()``) ending at ``end_s``, cut at ``now_s``."""
+def clean(values: FloatArray) -> FloatArray:
+    """Capped at VALUE_CAP; negatives (counter resets) and non-finite values become NaN gaps."""
     values = np.minimum(values, VALUE_CAP)  # NaN stays NaN
-    values = np.where(values >= 0.0, values, np.nan)  # negatives (resets) and NaN -> gap
-    if values.size == 0:
-        return None
-    factor = max(1, min(int(WORKING_STEP_S // step_s), int(horizon_s // step_s)))
-    usable = values.size - values.size % factor
-    if usable == 0:
-        factor, usable = 1, values.size
-    block = values[values.size - usable :].reshape(-1, factor)
+    return np.where(values >= 0.0, values, np.nan)
+
+
+def working_means(block: FloatArray) -> FloatArray:
+    """Mean of the finite values of each row of ``block`` (NaN for none): the working grid's slots."""
     sums = np.zeros(block.shape[0])
     counts = np.zeros(block.shape[0])
-    for col in range(factor):  # a few strided adds beat a reduction over a short axis
+    for col in range(block.shape[1]):  # a few strided adds beat a reduction over a short axis
         column = block[:, col]
         ok = np.isfinite(column)
         sums += np.where(ok, column, 0.0)
         counts += ok
     raw = np.full(block.shape[0], np.nan)
     np.divide(sums, counts, out=raw, where=counts > 0)
+    return raw
+
+
+def working_factor(step_s: float, horizon_s: float) -> int:
+    """History steps per working step: about a minute, never coarser than the horizon."""
+    return max(1, min(int(WORKING_STEP_S // step_s), int(horizon_s // step_s)))
+
+
+def _prepare(values: FloatArray, step_s: float, end_s: float, now_s: float, horizon_s: float) -> Prepared | None:
+    """``values`` on the history's grid (``DemandHistory.dense()``) ending at ``end_s``, cut at ``now_s``."""
+    values = clean(values)
+    if values.size == 0:
+        return None
+    factor = working_factor(step_s, horizon_s)
+    usable = values.size - values.size % factor
+    if usable == 0:
+        factor, usable = 1, values.size
+    block = values[values.size - usable :].reshape(-1, factor)
+    raw = working_means(block)
     finite = raw[np.isfinite(raw)]
     if finite.size == 0:
         return None
@@ -124,10 +144,11 @@ def _prepare(values: FloatArray, step_s: float, end_s: float, now_s: float, hori
     work_s = step_s * factor
     # the last working slot ends at end_s, and targets are native slots at the ends of working slots
     h = max(1, round((now_s + horizon_s - end_s) / work_s))
-    return _Prepared(raw, _forward_fill(raw), native, work_s, h)
+    return Prepared(raw, forward_fill(raw), native, work_s, h, factor, cap)
 
 
-def _forward_fill(raw: FloatArray) -> FloatArray:
+def forward_fill(raw: FloatArray) -> FloatArray:
+    """Each gap takes the last value before it (leading gaps the first value)."""
     ok = np.isfinite(raw)
     idx = np.where(ok, np.arange(raw.size), 0)
     np.maximum.accumulate(idx, out=idx)
@@ -141,28 +162,53 @@ def _steps(seconds: float, step_s: float) -> int:
     return max(1, round(seconds / step_s))
 
 
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The models' window sizes in working steps for one forecast (fixed by the step, the horizon and,
+    while the history is short, the first backtest origin)."""
+
+    median: int
+    trend: int
+    level: int
+    radius: int  # half-width of the seasonal smoothing
+
+    @staticmethod
+    def of(prep: Prepared, first_origin: int) -> Windows:
+        step, h = prep.step_s, prep.h
+        limit = first_origin + 1  # no window may reach before the start of the series
+        return Windows(
+            median=min(_steps(MEDIAN_WINDOW_S, step), limit),
+            trend=min(max(3, _steps(max(2 * h * step, 900.0), step)), limit),
+            level=_steps(LEVEL_WINDOW_S, step),
+            radius=max(0, round(SMOOTH_RADIUS_S / step)) if step < SMOOTH_RADIUS_S else 0,
+        )
+
+
+def seasons_of(period_s: float, step_s: float, n: int) -> tuple[str, int, int] | None:
+    """(model name, period in working steps, seasons averaged) for a seasonality, None when the history
+    is shorter than one period. Daily averages the past week of days; longer periods the last one only."""
+    period = round(period_s / step_s)
+    if period < 2 or n <= period:
+        return None
+    seasons = max(1, min(7, round(604800.0 / period_s))) if period_s < 604800.0 else 1
+    return _season_name(period_s), period, seasons
+
+
 def _candidates(
-    prep: _Prepared, origins: IntArray, seasonality_s: tuple[float, ...], floor: float
+    prep: Prepared, origins: IntArray, seasonality_s: tuple[float, ...], floor: float, windows: Windows
 ) -> dict[str, FloatArray]:
-    step, h, n = prep.step_s, prep.h, prep.raw.size
+    h, n = prep.h, prep.raw.size
     out: dict[str, FloatArray] = {}
-    limit = int(origins[0]) + 1  # no window may reach before the start of the series
-    med_w = min(_steps(MEDIAN_WINDOW_S, step), limit)
-    out["recent-median"] = models.recent_median(prep.filled, origins, window=med_w)
-    trend_w = min(max(3, _steps(max(2 * h * step, 900.0), step)), limit)
-    out["trend"] = models.trend(prep.filled, origins, window=trend_w, h=h)
-    level_w = _steps(LEVEL_WINDOW_S, step)
-    radius = max(0, round(SMOOTH_RADIUS_S / step)) if step < SMOOTH_RADIUS_S else 0
+    out["recent-median"] = models.recent_median(prep.filled, origins, window=windows.median)
+    out["trend"] = models.trend(prep.filled, origins, window=windows.trend, h=h)
     for period_s in sorted(seasonality_s):
-        period = round(period_s / step)
-        if period < 2 or n <= period:
+        season = seasons_of(period_s, prep.step_s, n)
+        if season is None:
             continue
-        name = _season_name(period_s)
-        # daily: average the past week of days; longer periods: the last one only
-        seasons = max(1, min(7, round(604800.0 / period_s))) if period_s < 604800.0 else 1
+        name, period, seasons = season
         out[name] = models.seasonal(
             prep.raw, prep.filled, origins, period=period, seasons=seasons, h=h,
-            level_window=level_w, radius=radius, floor=floor,
+            level_window=windows.level, radius=windows.radius, floor=floor,
         )  # fmt: skip
     for name in [k for k in out if k.startswith("seasonal")]:
         # seasonal and recent level disagree most in bursts; their mean hedges between them
@@ -205,6 +251,27 @@ def _short_history(usable: FloatArray, step_s: float, quantile: float, horizon_s
     return Forecast(point, upper, quantile, horizon_s, "short-history", MappingProxyType({}), 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What a backtest-based forecast was made of: enough to apply the same model at a later origin
+    (``fit.py``). Only the fitted forecast reads it."""
+
+    prep: Prepared
+    model: str
+    lo: float  # the chosen model's median relative error (the point's offset)
+    hi: float  # its ``quantile`` relative error (the upper's offset)
+    floor: float  # errors are relative to (forecast + floor)
+    windows: Windows
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The forecast, and the choice behind it (None for ``short-history`` or no forecast)."""
+
+    forecast: Forecast | None
+    choice: Choice | None = None
+
+
 def forecast_demand(
     history: DemandHistory,
     *,
@@ -217,23 +284,49 @@ def forecast_demand(
     """Forecast demand at ``now_s + horizon_s`` from ``history`` (only slots at or before ``now_s``).
 
     Returns ``None`` when the history has fewer than ``min_points`` usable samples. ``quantile`` must be
-    in [0.5, 1). Pure: no IO, no clock, no randomness; the history is not modified.
+    in [0.5, 1). Pure: no IO, no clock, no randomness; the history is not modified. The whole history
+    is cleaned and backtested on every call (a few ms at 8 days of 15 s); a controller that forecasts
+    every tick keeps a :class:`~autoscaler.forecast.fit.ForecastFit` instead (``fit.py``).
     """
+    return select_model(
+        history, now_s=now_s, horizon_s=horizon_s, quantile=quantile, seasonality_s=seasonality_s,
+        min_points=min_points,
+    ).forecast  # fmt: skip
+
+
+def check_arguments(*, now_s: float, horizon_s: float, quantile: float) -> None:
     if not 0.5 <= quantile < 1.0:
         raise ValueError(f"quantile = {quantile}, must be in [0.5, 1)")
     if not (math.isfinite(horizon_s) and horizon_s >= 0):
         raise ValueError(f"horizon_s = {horizon_s}, must be a finite number >= 0")
     if not math.isfinite(now_s):
         raise ValueError(f"now_s = {now_s}, must be finite")
+
+
+def select_model(
+    history: DemandHistory,
+    *,
+    now_s: float,
+    horizon_s: float,
+    quantile: float,
+    seasonality_s: tuple[float, ...],
+    min_points: int,
+) -> Selection:
+    """:func:`forecast_demand`, keeping the choice behind the forecast."""
+    check_arguments(now_s=now_s, horizon_s=horizon_s, quantile=quantile)
     hist = history.until(now_s)
+    if _samples(hist) < max(1, min_points):
+        return Selection(None)
     # the whole history on its grid (older parts as the coarse tier's means, repeated): a fresh array
     _, values = hist.dense()
-    usable = values[np.isfinite(values) & (values >= 0)]
-    if _samples(hist) < max(1, min_points):
-        return None
     prep = _prepare(values, hist.step_s, hist.end_s, now_s, horizon_s)
     if prep is None:
-        return None
+        return Selection(None)
+
+    def short() -> Selection:
+        usable = values[np.isfinite(values) & (values >= 0)]
+        return Selection(_short_history(usable, hist.step_s, quantile, horizon_s))
+
     n, h = prep.raw.size, prep.h
     step = prep.step_s
     eval_n = _steps(EVAL_SPAN_S, step)
@@ -241,7 +334,7 @@ def forecast_demand(
     first = max(warm, n - 1 - h - eval_n + 1)
     last = n - 1 - h
     if last - first + 1 < MIN_ERRORS:
-        return _short_history(usable, hist.step_s, quantile, horizon_s)
+        return short()
     stride = max(1, math.ceil((last - first + 1) / MAX_EVAL_ORIGINS))  # bounds the cost at fine steps
     origins = np.arange(last, first - 1, -stride, dtype=np.int64)[::-1]
     # errors are scored on the history's own resolution, so the band covers what will be observed
@@ -249,7 +342,8 @@ def forecast_demand(
     recent = prep.filled[max(0, n - eval_n) :]
     floor = FLOOR_FRACTION * float(np.mean(recent)) + 1e-9
     all_origins = np.append(origins, n - 1)
-    forecasts = _candidates(prep, all_origins, seasonality_s, floor)
+    windows = Windows.of(prep, int(origins[0]))
+    forecasts = _candidates(prep, all_origins, seasonality_s, floor, windows)
 
     scored = np.isfinite(targets)
     eligible: dict[str, FloatArray] = {}
@@ -259,12 +353,12 @@ def forecast_demand(
             continue
         eligible[name] = f
     if not eligible:
-        return _short_history(usable, hist.step_s, quantile, horizon_s)
+        return short()
     common = scored.copy()
     for f in eligible.values():
         common &= np.isfinite(f[:-1])
     if np.count_nonzero(common) < MIN_ERRORS:
-        return _short_history(usable, hist.step_s, quantile, horizon_s)
+        return short()
 
     actual = targets[common]
     losses: dict[str, float] = {}
@@ -278,12 +372,18 @@ def forecast_demand(
         losses[name] = _pinball(actual, past + hi * scale, quantile)
     best = min(losses, key=lambda name: (losses[name], name))
     lo, hi = offsets[best]
-    now_f = max(float(eligible[best][-1]), 0.0)
+    point, upper = calibrated(float(eligible[best][-1]), lo, hi, floor)
+    if not (math.isfinite(point) and math.isfinite(upper)):  # pragma: no cover - guarded above
+        return short()
+    errors = MappingProxyType(dict(sorted(losses.items())))
+    forecast = Forecast(point, upper, quantile, horizon_s, best, errors, int(actual.size))
+    return Selection(forecast, Choice(prep, best, lo, hi, floor, windows))
+
+
+def calibrated(forecast: float, lo: float, hi: float, floor: float) -> tuple[float, float]:
+    """(point, upper): the model's forecast shifted by its relative error quantiles, never negative."""
+    now_f = max(forecast, 0.0)
     scale_now = now_f + floor
     point = max(0.0, now_f + lo * scale_now)
     upper = max(point, now_f + hi * scale_now)
-    if not (math.isfinite(point) and math.isfinite(upper)):  # pragma: no cover - guarded above
-        return _short_history(usable, hist.step_s, quantile, horizon_s)
-    return Forecast(
-        point, upper, quantile, horizon_s, best, MappingProxyType(dict(sorted(losses.items()))), int(actual.size)
-    )
+    return point, upper
