@@ -368,3 +368,32 @@ async def test_service_and_core_make_identical_decisions(tmp_path: Path) -> None
         decision, state = step(record.reading, state, policy, record.time_s)
         assert decision == record.decision
     assert len({r.decision.desired_replicas for r in records}) > 3  # the stream exercised scaling
+
+
+async def test_an_event_is_not_sent_after_leadership_is_lost_during_its_backoff(tmp_path: Path) -> None:
+    """Events are guarded like scale writes: the guard is checked before every attempt, so an Event whose
+    retries outlast the lease is dropped (the new leader reports from then on)."""
+    from service_harness import Flag
+
+    from autoscaler.service.kube import KubeClient, KubeConfig
+
+    write_policy(tmp_path, policy_text())
+    signals = ScriptedSignals()
+    signals.set("team-a/chat", queue=40)
+    flag = Flag()
+
+    async def lose_the_lease_while_backing_off(seconds: float) -> None:
+        flag.leading = False
+
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        kube.fail_next("POST", r"/events$", 503, times=1)
+        client = KubeClient(KubeConfig(host=kube.url, retries=3), sleep=lose_the_lease_while_backing_off)
+        controller, _ = make_controller(kube.url, tmp_path, signals, leadership=flag, client=client,
+                                        persist_namespace=None)
+        (record,) = await controller.tick(T0)
+        await client.close()
+    assert record.wrote  # the scale write went out while leading
+    posts = [r for r in kube.requests if r.method == "POST" and r.path.endswith("/events")]
+    assert [r.status for r in posts] == [503]  # the retry was not sent
+    assert kube.list_objects("", "v1", "events", "team-a") == []

@@ -376,7 +376,15 @@ class KubeActuator:
         )
 
     async def record_event(
-        self, namespace: str, target: TargetRef, *, type_: str, reason: str, message: str, uid: str = ""
+        self,
+        namespace: str,
+        target: TargetRef,
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        uid: str = "",
+        guard: Callable[[], bool] | None = None,
     ) -> None:
         """A core/v1 Event on the target. A repeat within 10 minutes bumps the count (and the message) of
         the existing Event instead of creating a new one, like client-go's correlator: same reason and
@@ -395,6 +403,7 @@ class KubeActuator:
                     f"/api/v1/namespaces/{namespace}/events/{name}",
                     body=patch,
                     content_type="application/merge-patch+json",
+                    guard=guard,  # checked before every attempt: a backoff can outlast the lease
                 )
                 self._events[key] = (name, count + 1, first)
                 return
@@ -421,7 +430,7 @@ class KubeActuator:
             "source": {"component": self.component},
             "reportingComponent": self.component,
         }
-        await self.client.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+        await self.client.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event, guard=guard)
         self._events[key] = (name, 1, now)
         if len(self._events) > 256:  # forget series older than the correlation window (bounded memory)
             self._events = {k: v for k, v in self._events.items() if now - v[2] < EVENT_WINDOW_S}

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -76,6 +77,10 @@ class ShardedLeadership(Leadership, Protocol):
     def guard(self, policy: ScalingPolicy) -> Callable[[], bool]: ...
 
     def term(self) -> int: ...
+
+    count: int
+
+    def shard_guard(self, index: int) -> Callable[[], bool]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +394,7 @@ class Controller:
 
         async def write(item: tuple[ScalingPolicy | None, str, str, dict[str, Any], dict[str, Any] | None]) -> None:
             policy, namespace, name, status, previous = item
-            guard = self._guard(policy) if policy is not None else self.leadership.is_leader
+            guard = self._guard(policy) if policy is not None else self._object_guard(namespace, name)
             if not guard() or not status_differs(previous, status):
                 return
             async with semaphore:
@@ -399,6 +404,15 @@ class Controller:
                     log.warning("status not written", extra={"policy": f"{namespace}/{name}", "error": str(exc)})
 
         await asyncio.gather(*(write(item) for item in statuses))
+
+    def _object_guard(self, namespace: str, name: str) -> Callable[[], bool]:
+        """Who writes the status of an object refused before it has a target (an invalid spec): the
+        leader, or with shards the holder of one shard chosen by a stable hash of its name (one writer;
+        "holds any shard" would make every replica write it)."""
+        if self.shards is None:
+            return self.leadership.is_leader
+        index = zlib.crc32(f"{namespace}/{name}".encode()) % self.shards.count
+        return self.shards.shard_guard(index)
 
     def _running_sources(self) -> set[str]:
         return {entry.policy.source for entry in self.entries.values()}
@@ -723,7 +737,8 @@ class Controller:
             return [], str(exc)
 
     async def _event(self, policy: ScalingPolicy, type_: str, reason: str, message: str, uid: str) -> None:
-        if not self._guard(policy)() or self.settings.dry_run:
+        guard = self._guard(policy)
+        if not guard() or self.settings.dry_run:
             return
         try:
             await self.actuator.record_event(
@@ -733,7 +748,10 @@ class Controller:
                 reason=reason,
                 message=f"policy {policy.name}: {message}",
                 uid=uid,
+                guard=guard,
             )
+        except KubeGuardFailed:
+            pass  # the lease (or shard) went while backing off: the new holder reports from now on
         except KubeError as exc:
             log.warning("event not recorded: %s", exc)
 
