@@ -32,13 +32,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from prometheus_server import exposition_server, start_prometheus, wait_for
+from prometheus_server import RunningPrometheus, exposition_server, start_prometheus, wait_for
 
 from autoscaler.core.policy import MetricSource, MetricSpec, MetricTarget, ScalingPolicy, TargetRef, TargetType
 from autoscaler.presets import PRESETS
@@ -271,6 +271,33 @@ async def run(args: argparse.Namespace, url: str, fleet_policies: list[ScalingPo
             await baseline(args, client, fleet_policies, fleet)
 
 
+def start_fleet(
+    targets: list[tuple[str, str, list[str]]], scrape_interval: float, prefix: str
+) -> tuple[RunningPrometheus, Callable[[], None]]:
+    """The fleet's exporter in its own process (as a real one would be: rendering ~44 lines per pod must
+    not hold the benchmark's GIL while ticks are timed) and Debian's Prometheus scraping it. Returns the
+    server and a function that stops both and removes the data."""
+    exporter = BigExporter(targets)
+    child = multiprocessing.get_context("fork").Process(target=exporter.server.serve_forever, daemon=True)
+    child.start()
+    exporter.server.socket.close()
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    (root / "data").mkdir()
+    interval = f"{scrape_interval:g}s"
+    config = (f"global: {{scrape_interval: {interval}, scrape_timeout: {interval}}}\nscrape_configs:\n"
+              f"  - job_name: fleet\n    honor_labels: true\n"
+              f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n")
+    server = start_prometheus(config, root / "data")
+
+    def stop() -> None:
+        server.stop()
+        child.terminate()  # by PID: the exporter process started above
+        child.join(5)
+        shutil.rmtree(root, ignore_errors=True)
+
+    return server, stop
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--targets", type=int, default=1000)
@@ -281,19 +308,7 @@ def main() -> int:
     args = parser.parse_args()
     run_started = time.time()
     targets = fleet(args.targets, args.pods)
-    # The exporter runs in its own process, as a real one would: rendering 42k lines must not hold
-    # the benchmark's GIL while ticks are timed.
-    exporter = BigExporter(targets)
-    child = multiprocessing.get_context("fork").Process(target=exporter.server.serve_forever, daemon=True)
-    child.start()
-    exporter.server.socket.close()
-    root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    (root / "data").mkdir()
-    interval = f"{args.scrape_interval:g}s"
-    config = (f"global: {{scrape_interval: {interval}, scrape_timeout: {interval}}}\nscrape_configs:\n"
-              f"  - job_name: fleet\n    honor_labels: true\n"
-              f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n")
-    server = start_prometheus(config, root / "data")
+    server, stop = start_fleet(targets, args.scrape_interval, "bench-fleet-")
     try:
         started = time.time()
         wait_for(server.url, f"count(rate(vllm:generation_tokens_total[1m])) == {args.pods * args.targets}",
@@ -303,10 +318,7 @@ def main() -> int:
         asyncio.run(run(args, server.url, policies(targets), server.process.pid))
         print(f"whole run: {time.time() - run_started:.0f} s")
     finally:
-        server.stop()
-        child.terminate()  # by PID: the exporter process started above
-        child.join(5)
-        shutil.rmtree(root, ignore_errors=True)
+        stop()
     return 0
 
 

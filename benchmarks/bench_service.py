@@ -44,8 +44,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
-from bench_fleet import E2E_BUCKETS, BigExporter, Cost, RecordingTransport, fleet  # noqa: E402
-from prometheus_server import start_prometheus, wait_for  # noqa: E402
+from bench_fleet import E2E_BUCKETS, Cost, RecordingTransport, fleet, start_fleet  # noqa: E402
+from prometheus_server import wait_for  # noqa: E402
 
 from autoscaler.core.step import warm_start  # noqa: E402
 from autoscaler.forecast import DemandHistory  # noqa: E402
@@ -225,18 +225,7 @@ def start_standin(targets: int) -> tuple[subprocess.Popen[str], str]:
 
 
 def run_size(args: argparse.Namespace, targets: int, modes: list[str]) -> list[Row]:
-    fleet_targets = fleet(targets)
-    exporter = BigExporter(fleet_targets)
-    child = multiprocessing.get_context("fork").Process(target=exporter.server.serve_forever, daemon=True)
-    child.start()
-    exporter.server.socket.close()
-    root = Path(tempfile.mkdtemp(prefix="bench-service-"))
-    (root / "data").mkdir()
-    interval = f"{args.scrape_interval:g}s"
-    config = (f"global: {{scrape_interval: {interval}, scrape_timeout: {interval}}}\nscrape_configs:\n"
-              f"  - job_name: fleet\n    honor_labels: true\n"
-              f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n")
-    server = start_prometheus(config, root / "data")
+    server, stop = start_fleet(fleet(targets), args.scrape_interval, "bench-service-")
     standin, kube_url = start_standin(targets)
     rows = []
     try:
@@ -251,10 +240,7 @@ def run_size(args: argparse.Namespace, targets: int, modes: list[str]) -> list[R
             print(rows[-1].line(), flush=True)
     finally:
         standin.kill()
-        server.stop()
-        child.terminate()
-        child.join(5)
-        shutil.rmtree(root, ignore_errors=True)
+        stop()
     return rows
 
 

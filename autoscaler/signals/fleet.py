@@ -39,7 +39,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from autoscaler.core.model import MetricReading, Unavailable
 from autoscaler.core.policy import MetricSpec, ScalingPolicy
@@ -62,6 +62,7 @@ from autoscaler.signals.targets import labels_match, pod_belongs
 __all__ = ["FALLBACK_POD_CHARS", "FleetReader", "FleetSignals", "QueryClient", "SignalSettings"]
 
 log = logging.getLogger("autoscaler.signals")
+_Parsed = TypeVar("_Parsed")
 
 _LABEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
@@ -241,6 +242,27 @@ class FleetReader:
             and not {OWNER_LABEL, FIELD_LABEL} & set(labels)
         )
 
+    async def _query(
+        self,
+        preset: Preset,
+        expr: str,
+        users: Sequence[tuple[ScalingPolicy, MetricSpec]],
+        now: float,
+        readings: dict[str, dict[str, MetricReading]],
+        parse: Callable[[InstantResult], _Parsed],
+    ) -> _Parsed | None:
+        """One preset's query and its answer parsed; on any failure (the query, or an answer nobody
+        foresaw) its users' readings say why and None is returned: only this query's metrics are lost."""
+        context = f"preset {preset.name} (used by {_names(users)})"
+        try:
+            return parse(await self._client.query(expr, time_s=now, context=context))
+        except PrometheusError as error:
+            _fail(users, readings, str(error))
+        except Exception as error:  # an answer nobody foresaw, or a defect: this query's metrics only
+            log.exception("reading %s failed", context)
+            _fail(users, readings, f"{context}: {type(error).__name__}: {error}")
+        return None
+
     async def _read_owners(
         self,
         preset: Preset,
@@ -252,18 +274,10 @@ class FleetReader:
         queries: list[str],
     ) -> None:
         """A histogram preset from its owner sums; the targets they do not fit are re-read per pod."""
-        context = f"preset {preset.name} (used by {_names(users)})"
-        try:
-            result = await self._client.query(expr, time_s=now, context=context)
-            answer = index_owner_answer(result)
-            owners = {namespace: _owner_index(pods) for namespace, pods in answer.pods.items()}
-        except PrometheusError as error:
-            _fail(users, readings, str(error))
+        answer = await self._query(preset, expr, users, now, readings, index_owner_answer)
+        if answer is None:
             return
-        except Exception as error:  # an answer nobody foresaw, or a defect: this query's metrics only
-            log.exception("reading %s failed", context)
-            _fail(users, readings, f"{context}: {type(error).__name__}: {error}")
-            return
+        owners = {namespace: _owner_index(pods) for namespace, pods in answer.pods.items()}
         staleness = self.settings.staleness_bound_s
         again: list[tuple[ScalingPolicy, MetricSpec, list[str]]] = []
         for policy, spec in users:
@@ -318,18 +332,10 @@ class FleetReader:
         readings: dict[str, dict[str, MetricReading]],
         series: dict[str, dict[str, TargetSeries]],
     ) -> None:
-        context = f"preset {preset.name} (used by {_names(users)})"
-        try:
-            result = await self._client.query(expr, time_s=now, context=context)
-            index = _index(result, preset.kind)
-            owners = {namespace: _owner_index(pods) for namespace, pods in index.items()}
-        except PrometheusError as error:
-            _fail(users, readings, str(error))
+        index = await self._query(preset, expr, users, now, readings, lambda result: _index(result, preset.kind))
+        if index is None:
             return
-        except Exception as error:  # an answer nobody foresaw, or a defect: this query's metrics only
-            log.exception("reading %s failed", context)
-            _fail(users, readings, f"{context}: {type(error).__name__}: {error}")
-            return
+        owners = {namespace: _owner_index(pods) for namespace, pods in index.items()}
         staleness = self.settings.staleness_bound_s
         for policy, spec in users:
             try:
