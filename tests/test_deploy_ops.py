@@ -33,7 +33,8 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "inference-autoscaler.json"
 PENDING: set[str] = set()
 EXTERNAL = {"kube_deployment_status_replicas_available"}  # kube-state-metrics
 PROMQL_WORDS = {"sum", "by", "rate", "max", "min", "or", "and", "on", "vector", "histogram_quantile", "label_values",
-                "le", "reason", "namespace", "policy", "metric", "pod", "verb", "code", "outcome", "deployment"}
+                "le", "reason", "namespace", "policy", "metric", "pod", "verb", "code", "outcome", "deployment",
+                "count_values", "count", "unless", "shard"}
 
 
 def exported_names() -> set[str]:
@@ -157,6 +158,96 @@ def test_alerts_fire_when_they_should_and_only_then(rule_file: Path) -> None:
                           cwd=rule_file.parent)
     assert done.returncode == 0, done.stdout + done.stderr
 
+
+SHARD_UNIT_TESTS = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  # a rollout --shards 1 -> 3: the old single leader and the new pod holding every shard
+  - interval: 1m
+    input_series:
+      - {series: 'inference_autoscaler_leader{namespace="ops",pod="old"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shards{namespace="ops",pod="old"}', values: '1x10'}
+      - {series: 'inference_autoscaler_leader{namespace="ops",pod="new"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shards{namespace="ops",pod="new"}', values: '3x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="ops",pod="new",shard="0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="ops",pod="new",shard="1"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="ops",pod="new",shard="2"}', values: '1x10'}
+    alert_rule_test:
+      - {eval_time: 5m, alertname: InferenceAutoscalerSplitBrain, exp_alerts: [{exp_labels: {severity: critical, namespace: ops}}]}
+      - {eval_time: 5m, alertname: InferenceAutoscalerShardUnheld, exp_alerts: []}
+  # two healthy sharded releases in two namespaces, one holder per shard each: nothing fires
+  - interval: 1m
+    input_series:
+      - {series: 'inference_autoscaler_shards{namespace="a",pod="a-0"}', values: '2x10'}
+      - {series: 'inference_autoscaler_shards{namespace="a",pod="a-1"}', values: '2x10'}
+      - {series: 'inference_autoscaler_leader{namespace="a",pod="a-0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_leader{namespace="a",pod="a-1"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shards{namespace="b",pod="b-0"}', values: '2x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="a",pod="a-0",shard="0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="a",pod="a-0",shard="1"}', values: '0x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="a",pod="a-1",shard="0"}', values: '0x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="a",pod="a-1",shard="1"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="b",pod="b-0",shard="0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="b",pod="b-0",shard="1"}', values: '1x10'}
+    alert_rule_test:
+      - {eval_time: 5m, alertname: InferenceAutoscalerSplitBrain, exp_alerts: []}
+      - {eval_time: 8m, alertname: InferenceAutoscalerShardUnheld, exp_alerts: []}
+  # a sharded release in a, two single leaders in b: fires for b only
+  - interval: 1m
+    input_series:
+      - {series: 'inference_autoscaler_shards{namespace="a",pod="a-0"}', values: '2x10'}
+      - {series: 'inference_autoscaler_leader{namespace="a",pod="a-0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shards{namespace="b",pod="b-0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shards{namespace="b",pod="b-1"}', values: '1x10'}
+      - {series: 'inference_autoscaler_leader{namespace="b",pod="b-0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_leader{namespace="b",pod="b-1"}', values: '1x10'}
+    alert_rule_test:
+      - {eval_time: 5m, alertname: InferenceAutoscalerSplitBrain, exp_alerts: [{exp_labels: {severity: critical, namespace: b}}]}
+  # two holders of one shard; replicas with --shards 3 and 4 (no one holds anything): both fire
+  - interval: 1m
+    input_series:
+      - {series: 'inference_autoscaler_shards{namespace="c",pod="c-0"}', values: '2x10'}
+      - {series: 'inference_autoscaler_shards{namespace="c",pod="c-1"}', values: '2x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="c",pod="c-0",shard="0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="c",pod="c-1",shard="0"}', values: '1x10'}
+      - {series: 'inference_autoscaler_shards{namespace="d",pod="d-0"}', values: '3x10'}
+      - {series: 'inference_autoscaler_shards{namespace="d",pod="d-1"}', values: '4x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="d",pod="d-0",shard="0"}', values: '0x10'}
+      - {series: 'inference_autoscaler_shard_leader{namespace="d",pod="d-1",shard="0"}', values: '0x10'}
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: InferenceAutoscalerSplitBrain
+        exp_alerts: [{exp_labels: {severity: critical, namespace: c}}, {exp_labels: {severity: critical, namespace: d}}]
+      - {eval_time: 4m, alertname: InferenceAutoscalerShardUnheld, exp_alerts: []}
+      - {eval_time: 6m, alertname: InferenceAutoscalerShardUnheld, exp_alerts: [{exp_labels: {severity: critical, namespace: d, shard: "0"}}]}
+"""
+
+
+def with_annotations(text: str) -> str:
+    """The unit tests with each expected alert's annotations rendered from the rule file (promtool
+    compares them exactly): ``$labels.x`` replaced by the expected label's value."""
+    rules = {str(rule["alert"]): rule for rule in alert_rules()}
+    doc = yaml.safe_load(text)
+    for case in doc["tests"]:
+        for check in case["alert_rule_test"]:
+            for alert in check["exp_alerts"]:
+                labels = alert["exp_labels"]
+                annotations = rules[check["alertname"]]["annotations"]
+                alert["exp_annotations"] = {
+                    key: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m, labels=labels: str(labels[m.group(1)]), str(value))
+                    for key, value in annotations.items()  # type: ignore[attr-defined]
+                }
+    return yaml.safe_dump(doc)
+
+
+def test_split_brain_and_unheld_shard_alerts_are_per_namespace(rule_file: Path) -> None:
+    """Review 3, finding 4: mixed --shards counts fire, healthy sharded releases elsewhere do not."""
+    tests = rule_file.parent / "shard_tests.yaml"
+    tests.write_text(with_annotations(SHARD_UNIT_TESTS))
+    done = subprocess.run(["promtool", "test", "rules", str(tests)], capture_output=True, text=True, timeout=30,
+                          cwd=rule_file.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 # ---------------------------------------------------------------------------------------- dashboard
 

@@ -120,6 +120,19 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _bounded_attempts(config: Any, args: argparse.Namespace) -> Any:
+    """With shards, every request attempt ends within ``0.8 x (lease duration - renew deadline)``: a
+    shard's holder stops starting writes at its renew deadline, so its last write ends before anyone
+    may take the shard over on expiry (and a shard given back waits only that long for its writes)."""
+    from dataclasses import replace
+
+    bound = 0.8 * (args.lease_duration - args.renew_deadline)
+    if bound <= 0 or config.timeout_s <= bound:
+        return config
+    log.info("Kubernetes request timeout %.1f s with shards (was %.1f s)", bound, config.timeout_s)
+    return replace(config, timeout_s=bound)
+
+
 def _lease_settings(args: argparse.Namespace, namespace: str) -> Any:
     """The Lease settings from the flags; ``ValueError`` naming the flags when their order is wrong."""
     from autoscaler.service.leader import LeaseSettings
@@ -167,7 +180,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from autoscaler.service.kube import KubeClient, KubeConfig
     from autoscaler.service.leader import LeaseElector
     from autoscaler.service.policies import PolicyDirectory, PolicyObjects
-    from autoscaler.service.shards import ShardedStateStore, ShardSet
+    from autoscaler.service.shards import ShardedStateStore, ShardSet, SingleLeaseFence
     from autoscaler.service.state import ConfigMapStateStore, StateStore
     from autoscaler.service.telemetry import Telemetry, health_app
     from autoscaler.signals import FleetReader
@@ -179,6 +192,8 @@ async def _serve(args: argparse.Namespace) -> int:
     except Exception as exc:
         log.error("cannot load Kubernetes configuration: %s", exc)
         return Exit.USAGE
+    if args.shards > 1 and args.leader_elect and not args.dry_run:
+        kube_config = _bounded_attempts(kube_config, args)
     kube = KubeClient(kube_config, observe=telemetry.observe_kube)
     if args.policies is None and not args.policy_objects:
         log.error("no policies: give --policies DIR, --policy-objects, or both")
@@ -205,7 +220,12 @@ async def _serve(args: argparse.Namespace) -> int:
             store = ShardedStateStore(kube, namespace=namespace, name=args.lease_name, shards=elector)
         elif args.leader_elect and not args.dry_run:
             telemetry.shards.set(1)
-            elector = LeaseElector(kube, lease, on_change=lambda leading: telemetry.leader.set(1 if leading else 0))
+            elector = LeaseElector(
+                kube,
+                lease,
+                on_change=lambda leading: telemetry.leader.set(1 if leading else 0),
+                fence=SingleLeaseFence(kube, lease, telemetry=telemetry),  # never next to replicas with shards
+            )
     except ValueError as exc:
         log.error("%s", exc)
         await kube.close()

@@ -237,6 +237,9 @@ class Controller:
                     entry.warm_started = False  # another demand series: warm-start it again
             elif entry.policy.generation != policy.generation:
                 entry.policy = policy  # an object's new generation with the same spec: its status says so
+        if self.shards is not None:  # the state store files each policy's state under its shard now
+            for entry in self.entries.values():
+                self.shards.guard(entry.policy)
         self.object_problems = dict(result.object_problems)
         self.telemetry.policies.set(len(self.entries))
         self.telemetry.policy_errors.set(len(result.errors))
@@ -246,7 +249,7 @@ class Controller:
         then start as the HPA does after a restart, with the current count as the first recommendation,
         rather than from expired memory that would allow an immediate scale-down."""
         state = self._persisted.get(key)
-        if state is None:
+        if state is None or not self.store.restorable(key, policy):
             return TargetState()
         if expired(state, policy, now):
             log.info("persisted state expired; starting fresh", extra={"policy": key})
@@ -264,7 +267,7 @@ class Controller:
             log.warning("could not read persisted state: %s", exc)
             return False
         for key, entry in self.entries.items():
-            if key in self._persisted:
+            if key in self._persisted and self.store.restorable(key, entry.policy):
                 restored = self._restored(key, entry.policy, now)
                 entry.state = TargetState(
                     restored.scaler,

@@ -27,7 +27,15 @@ to :meth:`LeaseElector.settle` instead, which applies the same rules to the Leas
 told not to take a Lease it does not hold (``acquire=False``: renew only). :meth:`LeaseElector.standing`
 says what a Lease is to us (ours, someone else's and live, open, unreadable) by the same clock rules.
 ``acquisitions`` counts the times we became holder: a holder's writes that depend on what it read
-when it acquired (its persisted state) check that they belong to the current term.
+when it acquired (its persisted state) check that they belong to the current term. A renewal also
+writes the Lease's labels (``settings.labels``: with shards they record the shard count).
+
+Fence. With ``fence`` (``run --shards 1`` next to replicas that may run with shards, see
+:class:`autoscaler.service.shards.SingleLeaseFence`), each round first asks the fence whether anything
+forbids leading (live shard Leases: another writer of the same targets). Then we acquire nothing, step
+down and release at once. A Lease we acquire counts as led only after the fence answered "clear" to a
+read made *after* our acquiring write (:meth:`is_leader` is False until then): of two writers that
+acquire at about the same time, at least the later one sees the other, so they never both write.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -127,10 +135,15 @@ class LeaseElector:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_change: Callable[[bool], None] | None = None,
+        fence: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         if not settings.identity:
             raise ValueError("a leader-election identity is required (e.g. the pod name)")
         self.settings = settings
+        self._fence = fence
+        self._confirmed = -1  # the term the fence confirmed (after our acquiring write)
+        self.blocked = ""
+        """Why the fence keeps us from leading ("" while nothing does)."""
         self.client = client
         self._wall = wall
         self._mono = monotonic
@@ -148,8 +161,11 @@ class LeaseElector:
         return f"/apis/coordination.k8s.io/v1/namespaces/{s.namespace}/leases/{s.name}"
 
     def is_leader(self) -> bool:
-        """True only while the last successful renew is within the renew deadline."""
+        """True only while the last successful renew is within the renew deadline (and, with a fence,
+        once the fence confirmed this term)."""
         if not self._leading or self._last_renew is None:
+            return False
+        if self._fence is not None and self._confirmed != self.acquisitions:
             return False
         if self._mono() - self._last_renew >= self.settings.renew_deadline_s:
             self._set_leading(False)
@@ -164,7 +180,50 @@ class LeaseElector:
             if self._on_change is not None:
                 self._on_change(leading)
 
+    def step_down(self) -> None:
+        """Stop leading at once (our Lease was deleted or cleared under us): no write after this."""
+        self._set_leading(False)
+
+    def write_window_ok(self, attempt_s: float) -> bool:
+        """Whether a write attempt started now and lasting up to ``attempt_s`` ends before anyone else
+        may take the Lease over (``leaseDuration`` after our last renewal, on their clock)."""
+        return (
+            self.is_leader()
+            and self._last_renew is not None
+            and self._mono() - self._last_renew + attempt_s < self.settings.lease_duration_s
+        )
+
+    async def _fenced(self) -> str | None:
+        """The fence's answer; None when clear. A fence that cannot tell blocks only an acquisition."""
+        assert self._fence is not None
+        try:
+            reason = await self._fence()
+        except KubeError as exc:
+            reason = None if self.is_leader() else f"cannot tell whether replicas with shards run: {exc}"
+        if reason != (self.blocked or None):
+            if reason:
+                log.warning("lease conflict: not leading: %s", reason, extra={"identity": self.settings.identity})
+            else:
+                log.info("lease conflict cleared", extra={"identity": self.settings.identity})
+        self.blocked = reason or ""
+        return reason
+
+    async def _refuse(self) -> bool:
+        if self._leading:
+            await self.release()
+        return False
+
     async def try_acquire_or_renew(self) -> bool:
+        if self._fence is not None and await self._fenced():
+            return await self._refuse()
+        held = await self._try_acquire_or_renew()
+        if held and self._fence is not None and self._confirmed != self.acquisitions:
+            if await self._fenced():  # read after our acquiring write: see the module docstring
+                return await self._refuse()
+            self._confirmed = self.acquisitions
+        return self.is_leader()
+
+    async def _try_acquire_or_renew(self) -> bool:
         try:
             lease: dict[str, Any] | None = await self.client.request("GET", self.path)
         except KubeNotFound:
@@ -229,7 +288,10 @@ class LeaseElector:
         if holder != me:
             new_spec["acquireTime"] = _micro_time(now_wall)
             new_spec["leaseTransitions"] = read.transitions + 1
-        return await self._put({**lease, "spec": new_spec}, now_mono)
+        meta = dict(lease.get("metadata") or {})
+        if s.labels:  # e.g. the shard count: a Lease another layout created says ours once we hold it
+            meta["labels"] = {**(meta.get("labels") or {}), **s.labels}
+        return await self._put({**lease, "metadata": meta, "spec": new_spec}, now_mono)
 
     async def _create(self, now_wall: float, now_mono: float) -> bool:
         s = self.settings
@@ -324,16 +386,27 @@ class LeaseElector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.retry_period_s)
 
-    async def release(self) -> None:
-        """Give the lease up (only if we hold it), so a standby acquires it at once."""
+    async def release(self) -> bool:
+        """Give the lease up (only if we hold it), so a standby acquires it at once. False when the
+        release was not written (the caller may retry with :meth:`release_listed`)."""
         if not self._leading:
-            return
+            return True
         self._set_leading(False)
         try:
             lease = await self.client.request("GET", self.path)
+        except KubeError as exc:
+            log.warning("lease release failed: %s", exc)
+            return False
+        return await self.release_listed(lease)
+
+    async def release_listed(self, lease: Any) -> bool:
+        """Clear the holder of ``lease`` (as read by the caller) if it is us; True when it is not ours
+        (any more) or the release was written."""
+        self._set_leading(False)
+        try:
             read, _ = _read_spec(lease)
             if read is None or read.holder != self.settings.identity or not _resource_version(lease):
-                return
+                return True
             now = _micro_time(self._wall())
             spec = {
                 **(lease.get("spec") or {}),
@@ -345,3 +418,5 @@ class LeaseElector:
             await self.client.request("PUT", self.path, body={**lease, "spec": spec})
         except KubeError as exc:
             log.warning("lease release failed: %s", exc)
+            return False
+        return True

@@ -29,6 +29,28 @@ sent finish first), and only as many as live replicas under their share can take
 replica only announces itself, so replicas started together spread the shards instead of the first
 one taking all.
 
+One shard count at a time. Every shard and membership Lease carries the label
+``inference-autoscaler.io/shards: <N>``. A replica that sees a live Lease of its group with another
+count (a member, or a shard holder), or a live holder of the single Lease ``<lease-name>`` (a
+``--shards 1`` leader, read with one GET per round), takes nothing, stops writing at once and gives
+back what it holds ("lease conflict" in the log, ``inference_autoscaler_lease_conflict`` 1); the
+single elector treats live shard or membership Leases the same way (:class:`SingleLeaseFence`). Once
+the conflict is gone it still waits one client timeout, so that the other side's last writes have
+ended, before it takes anything. A shard acquired in a round becomes writable only after a later round's
+LIST (made after our acquiring write) found no conflict: of two writers acquiring at about the same
+time, the later one always sees the other. Changing N is therefore a stop-the-world change (scale to
+0 first, docs/install.md); persisted state is not migrated between counts: each shard's ConfigMap is
+recorded with its count, a shard whose ConfigMap was written under another count starts fresh (as the
+HPA does after a restart: conservative, never a burst).
+
+In flight. Each guard records when it last let an attempt out (the client checks the guard right before
+sending each attempt, and an attempt ends within the client's timeout ``timeout_s``). A shard given
+back is released only once no attempt can still be in flight (its last attempt started ``timeout_s``
+ago or more), and a guard lets an attempt out only if it ends before anyone else may take the shard
+over on expiry (``lease duration`` after our last renewal): a late write never lands after another
+replica took the shard. A request the API server received before our timeout but applies after it is
+beyond what a client can bound (the API server's own request timeout).
+
 Writes. :meth:`ShardSet.guard` gives a policy's guard: "I hold this policy's shard, it is not being
 given back, and I read its persisted state in this term". The controller passes it to every write,
 Event and state save of that policy (the client checks it before every attempt), and ticks only the
@@ -39,8 +61,13 @@ their Events are guarded like the rest.
 State. Each shard's policies' state is persisted in its own ConfigMap ``<lease-name>-state-shard-<i>``
 (:class:`ShardedStateStore`), read when the shard is acquired, so a new holder continues from what the
 old holder persisted, exactly as after a single leader's change; a shard is never saved before it was
-read in the current term. Membership Leases of replicas gone for ``max(10 x lease duration, 5 min)``
-are deleted by whoever sees them (pods get new names on every rollout).
+read in the current term. A state read from shard ``i`` is applied only to a policy whose shard is
+``i`` now (a ConfigMap may hold a retargeted policy's old entry), and a save files each state under its
+policy's current shard and rewrites a held shard whose part shrank. At start every shard's state is also
+read once without holding it, for the ``external`` policies every replica serves. A save that meets
+another writer's content (409) writes nothing and reads the shard again first. Membership Leases of
+replicas gone for ``max(10 x lease duration, 5 min)`` are deleted by whoever sees them (pods get new
+names on every rollout).
 """
 
 from __future__ import annotations
@@ -53,10 +80,10 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from autoscaler.core.policy import ScalingPolicy
+from autoscaler.core.policy import Mode, ScalingPolicy
 from autoscaler.core.step import TargetState
 from autoscaler.policy.loader import target_identity
 from autoscaler.service.kube import KubeClient, KubeError, KubeNotFound
@@ -65,11 +92,13 @@ from autoscaler.service.state import ConfigMapStateStore, StateStore, encode_sta
 from autoscaler.service.telemetry import Telemetry
 
 __all__ = [
+    "COUNT_LABEL",
     "GROUP_LABEL",
     "ROLE_LABEL",
     "SHARD_LABEL",
     "ShardSet",
     "ShardedStateStore",
+    "SingleLeaseFence",
     "member_lease_name",
     "shard_lease_name",
     "shard_of",
@@ -81,6 +110,7 @@ log = logging.getLogger("autoscaler.shards")
 GROUP_LABEL = "inference-autoscaler.io/lease-group"
 ROLE_LABEL = "inference-autoscaler.io/lease-role"
 SHARD_LABEL = "inference-autoscaler.io/shard"
+COUNT_LABEL = "inference-autoscaler.io/shards"
 MAX_SHARDS = 1024
 OPEN_GRACE_ROUNDS = 2
 """An open shard is taken by anyone, whatever its share, after this many retry periods open."""
@@ -125,6 +155,64 @@ def _labels(lease: Any) -> Mapping[str, Any]:
     return labels if isinstance(labels, dict) else {}
 
 
+class _Liveness:
+    """Whether Leases we do not elect on are live, on our own clock (as :mod:`leader` judges expiry)."""
+
+    def __init__(self, monotonic: Callable[[], float], default_duration_s: float) -> None:
+        self._mono, self._default = monotonic, default_duration_s
+        self._seen: dict[str, tuple[tuple[str, str], float]] = {}
+
+    def live(self, name: str, lease: Any) -> bool:
+        holder, renew, duration = _spec_record(lease)
+        now = self._mono()
+        before = self._seen.get(name)
+        if before is None or before[0] != (holder, renew):
+            self._seen[name] = ((holder, renew), now)
+        return bool(holder) and self._seen[name][1] + (duration or self._default) > now
+
+    def keep(self, names: set[str]) -> None:
+        for name in set(self._seen) - names:
+            del self._seen[name]
+
+
+def _count_of(lease: Any) -> str:
+    return str(_labels(lease).get(COUNT_LABEL, ""))
+
+
+@dataclass(slots=True)
+class _Blocker:
+    """A lease conflict seen each round, and the wait after it ended for the other side's last writes."""
+
+    reason: str = ""
+    until: float = 0.0  # nothing is acquired before this (monotonic), after a conflict ended
+
+    def update(self, reason: str, now: float, attempt_s: float) -> bool:
+        """Record this round's conflict ("" for none); True while blocked."""
+        if reason != self.reason:
+            if reason:
+                log.warning("lease conflict: acquiring nothing, writing nothing: %s", reason)
+            else:
+                log.info("lease conflict ended; waiting %.0f s for the other side's last writes", attempt_s)
+                self.until = now + attempt_s
+        self.reason = reason
+        return bool(reason) or now < self.until
+
+
+class _ShardGuard:
+    """A shard's write guard; records when it last let an attempt out (an attempt in flight)."""
+
+    __slots__ = ("index", "shards")
+
+    def __init__(self, shards: ShardSet, index: int) -> None:
+        self.shards, self.index = shards, index
+
+    def __call__(self) -> bool:
+        if not self.shards.writable(self.index):
+            return False
+        self.shards.sent_at[self.index] = self.shards.now()
+        return True
+
+
 class ShardSet:
     """Every shard's election for one replica, one LIST per round; the leadership the controller uses."""
 
@@ -146,7 +234,7 @@ class ShardSet:
             raise ValueError("a leader-election identity is required (e.g. the pod name)")
         self.settings, self.count, self.client = settings, count, client
         self._mono = monotonic
-        group = {GROUP_LABEL: settings.name, "app.kubernetes.io/name": "inference-autoscaler"}
+        group = {GROUP_LABEL: settings.name, "app.kubernetes.io/name": "inference-autoscaler", COUNT_LABEL: str(count)}
         self.electors = [
             LeaseElector(
                 client,
@@ -171,11 +259,19 @@ class ShardSet:
             wall=wall,
             monotonic=monotonic,
         )
+        self.attempt_s = client.config.timeout_s
+        """How long one write attempt may take (the client's timeout): the in-flight bound."""
         self._loaded = [-1] * count  # the term (elector.acquisitions) in which each shard's state was read
+        self._confirmed = [-1] * count  # the term a LIST made after our acquiring write found no conflict
+        self.sent_at: dict[int, float] = {}  # shard -> when its guard last let a write attempt out
         self._draining: dict[int, int] = {}  # shard -> rounds left before it is given back
+        self._releasing: set[int] = set()  # given back, but the release was not written yet
+        self._rereads = 0
         self._open_since: dict[int, float] = {}
         self._peers: dict[str, tuple[tuple[str, str], float]] = {}  # member Lease -> (record, observed at)
-        self._guards = [self._guard(i) for i in range(count)]
+        self._foreign = _Liveness(monotonic, settings.lease_duration_s)
+        self.blocker = _Blocker()
+        self._guards = [_ShardGuard(self, i) for i in range(count)]
         self.shard_keys: dict[str, int] = {}
         """Policy key -> shard, for every policy a guard was asked for (the state store splits by it)."""
         self.rounds = 0
@@ -185,10 +281,10 @@ class ShardSet:
             telemetry.shards.set(count)
         self._report()
 
-    # ------------------------------------------------------------------ what the controller asks
+    def now(self) -> float:
+        return self._mono()
 
-    def _guard(self, index: int) -> Callable[[], bool]:
-        return lambda: self.writable(index)
+    # ------------------------------------------------------------------ what the controller asks
 
     def shard(self, policy: ScalingPolicy) -> int:
         index = shard_of(policy, self.count)
@@ -203,17 +299,26 @@ class ShardSet:
         return self._guards[index]
 
     def writable(self, index: int) -> bool:
-        """We hold the shard, are not giving it back, and read its state in this term."""
+        """We hold the shard (confirmed free of conflicts), are not giving it back, read its state in
+        this term, and an attempt started now ends before the shard could be taken over on expiry."""
         elector = self.electors[index]
-        return elector.is_leader() and index not in self._draining and self._loaded[index] == elector.acquisitions
+        term = elector.acquisitions
+        return (
+            not self.blocker.reason
+            and index not in self._draining
+            and self._loaded[index] == term
+            and self._confirmed[index] == term
+            and elector.write_window_ok(self.attempt_s)
+        )
 
     def is_leader(self) -> bool:
         """True while we hold any shard (its state may not be read yet: the controller reads it then)."""
-        return any(e.is_leader() for e in self.electors)
+        return not self.blocker.reason and any(e.is_leader() for e in self.electors)
 
     def term(self) -> int:
-        """Changes whenever we acquire a shard: the controller then reads the new shards' state."""
-        return sum(e.acquisitions for e in self.electors)
+        """Changes whenever we acquire a shard, or must read one again: the controller then reads the
+        new shards' state."""
+        return sum(e.acquisitions for e in self.electors) + self._rereads
 
     def held(self) -> list[int]:
         return [i for i, e in enumerate(self.electors) if e.is_leader()]
@@ -228,6 +333,11 @@ class ShardSet:
 
     def mark_read(self, index: int, term: int) -> None:
         self._loaded[index] = term
+
+    def reread(self, index: int) -> None:
+        """The shard's ConfigMap holds another writer's content: no save before it is read again."""
+        self._loaded[index] = -1
+        self._rereads += 1
 
     # ------------------------------------------------------------------ the election
 
@@ -248,6 +358,7 @@ class ShardSet:
         held = self.held()
         if self.telemetry is not None:
             self.telemetry.shards_held.set(len(held))
+            self.telemetry.lease_conflict.set(1 if self.blocker.reason else 0)
             for i in range(self.count):
                 self.telemetry.shard_leader.labels(str(i)).set(1 if i in held else 0)
 
@@ -273,6 +384,41 @@ class ShardSet:
                 named[meta["name"]] = item
         return named
 
+    async def _single(self) -> tuple[bool, Any]:
+        """The single Lease ``<lease-name>`` of a ``--shards 1`` leader: (read, the Lease or None)."""
+        s = self.settings
+        try:
+            lease = await self.client.request(
+                "GET", f"/apis/coordination.k8s.io/v1/namespaces/{s.namespace}/leases/{s.name}"
+            )
+        except KubeNotFound:
+            return True, None
+        except KubeError as exc:
+            log.warning("lease %s not read: %s", s.name, exc)
+            return False, None
+        return True, lease
+
+    def _conflict(self, leases: Mapping[str, Any], single: Any) -> str:
+        """Why another shard count is live ("" when none is): see the module docstring."""
+        ours = str(self.count)
+        seen, why = set(), []
+        if single is not None:
+            seen.add(self.settings.name)
+            if self._foreign.live(self.settings.name, single):
+                why.append(f"the single Lease {self.settings.name} is held by {_spec_record(single)[0]} (--shards 1)")
+        for name, lease in leases.items():
+            role = _labels(lease).get(ROLE_LABEL)
+            if role not in ("shard", "member") or _count_of(lease) == ours:
+                continue
+            seen.add(name)
+            if self._foreign.live(name, lease):
+                count = _count_of(lease) or "unknown"
+                why.append(
+                    f"{role} Lease {name} of {_spec_record(lease)[0]} runs with --shards {count}, we with {ours}"
+                )
+        self._foreign.keep(seen)
+        return "; ".join(sorted(why)[:3])
+
     def _members(self, leases: Mapping[str, Any]) -> tuple[frozenset[str], list[Any]]:
         """Live members (ourselves included) and the membership Leases gone long enough to delete."""
         now = self._mono()
@@ -289,7 +435,8 @@ class ShardSet:
                 self._peers[name] = ((holder, renew), now)
             observed_at = self._peers[name][1]
             if holder and observed_at + (duration or self.settings.lease_duration_s) > now:
-                live.add(holder)
+                if _count_of(lease) == str(self.count):
+                    live.add(holder)
             elif observed_at + gone_s <= now:
                 stale.append(lease)
         for name in set(self._peers) - seen:
@@ -302,38 +449,64 @@ class ShardSet:
         if leases is None:
             self._report()  # our shards lapse on their own past the renew deadline
             return
+        read, single = await self._single()
+        now = self._mono()
+        blocked = self.blocker.update(self._conflict(leases, single), now, self.attempt_s)
+        if self.blocker.reason:
+            for i in self.held():  # stop writing at once; release once nothing can be in flight
+                self._draining.setdefault(i, 0)
+        elif read:  # this LIST was made after every acquiring write so far: those shards are ours alone
+            for i, elector in enumerate(self.electors):
+                self._confirmed[i] = elector.acquisitions
         await self.member.settle(leases.get(self.member.settings.name))
         self.live, stale = self._members(leases)
         for lease in stale:
             await self._delete_member(lease)
         lease_of = [leases.get(e.settings.name) for e in self.electors]
         standings = [e.standing(lease) for e, lease in zip(self.electors, lease_of, strict=True)]
-        now = self._mono()
         for i, standing in enumerate(standings):
             if standing is Standing.OPEN:
                 self._open_since.setdefault(i, now)
+                if self.electors[i].is_leader():  # deleted or cleared under us: someone may create it now
+                    log.warning("shard Lease deleted or cleared while we held it", extra={"shard": i})
+                    self.electors[i].step_down()
             else:
                 self._open_since.pop(i, None)
-        await self._give_back()
+        released = await self._give_back(lease_of)
         for i, standing in enumerate(standings):
-            if standing is not Standing.OPEN and i not in self._draining:
+            if standing is not Standing.OPEN and i not in self._draining and i not in released:
                 # writes only to renew ours (or to repair an unreadable Lease, by the elector's rules)
-                await self.electors[i].settle(lease_of[i], acquire=standing is Standing.UNREADABLE)
-        if self.rounds > 0:  # the first round only announces us, so that replicas started together share
+                await self.electors[i].settle(
+                    lease_of[i], acquire=standing is Standing.UNREADABLE and not blocked and read
+                )
+        if self.rounds > 0 and not blocked and read:  # the first round only announces us
             await self._acquire(standings, lease_of, now)
             self._plan_give_back(standings, lease_of)
         self.rounds += 1
         self._report()
 
-    async def _give_back(self) -> None:
+    def _in_flight(self, index: int) -> bool:
+        sent = self.sent_at.get(index)
+        return sent is not None and self._mono() - sent < self.attempt_s
+
+    async def _give_back(self, lease_of: list[Any]) -> set[int]:
+        """Release the drained shards no write of which can still be in flight; the shards touched."""
+        touched = set()
+        for i in list(self._releasing):  # a release that was not written: again, from the listing
+            touched.add(i)
+            if await self.electors[i].release_listed(lease_of[i]):
+                self._releasing.discard(i)
         for i, rounds in list(self._draining.items()):
-            if rounds > 0:
-                self._draining[i] = rounds - 1
+            if rounds > 0 or self._in_flight(i):
+                self._draining[i] = max(rounds - 1, 0)
                 continue
             del self._draining[i]
+            touched.add(i)
             log.info("shard given back", extra={"shard": i, "identity": self.settings.identity})
-            await self.electors[i].release()
+            if not await self.electors[i].release_listed(lease_of[i]):
+                self._releasing.add(i)
             self._report()
+        return touched
 
     def share(self) -> int:
         return math.ceil(self.count / max(len(self.live), 1))
@@ -344,7 +517,7 @@ class ShardSet:
         offset = int(hashlib.sha256(self.settings.identity.encode()).hexdigest()[:8], 16)
         for k in range(self.count):
             i = (offset + k) % self.count  # replicas start at different shards: fewer lost races
-            if standings[i] is not Standing.OPEN:
+            if standings[i] is not Standing.OPEN or i in self._releasing:
                 continue
             orphaned = now - self._open_since.get(i, now) >= grace
             if (held < share or orphaned) and await self.electors[i].settle(lease_of[i], acquire=True):
@@ -367,7 +540,7 @@ class ShardSet:
         room -= sum(1 for s in standings if s is Standing.OPEN)
         for i in sorted(mine, reverse=True)[: max(min(len(mine) - share, room), 0)]:
             log.info("giving a shard back", extra={"shard": i, "share": share, "held": len(mine)})
-            self._draining[i] = 0  # its writes stop now; the Lease is released next round
+            self._draining[i] = 0  # its writes stop now; released once none can be in flight
 
     async def _delete_member(self, lease: Any) -> None:
         meta = lease.get("metadata") or {}
@@ -406,34 +579,129 @@ class ShardSet:
         self._report()
 
 
+class SingleLeaseFence:
+    """The fence of the single elector (``--shards 1``, :class:`~autoscaler.service.leader.LeaseElector`):
+    blocked while a replica running with shards is alive (a live shard or membership Lease of the
+    group), and for one client timeout after the last one went (its last writes end first)."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: LeaseSettings,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.client, self.settings, self.telemetry = client, settings, telemetry
+        self._mono = monotonic
+        self._liveness = _Liveness(monotonic, settings.lease_duration_s)
+        self.blocker = _Blocker()
+
+    async def __call__(self) -> str | None:
+        """Why the single Lease must not be led now; None when nothing forbids it. Raises KubeError
+        when the Leases cannot be listed."""
+        s = self.settings
+        listing = await self.client.request(
+            "GET",
+            f"/apis/coordination.k8s.io/v1/namespaces/{s.namespace}/leases",
+            params={"labelSelector": f"{GROUP_LABEL}={s.name}"},
+        )
+        items = listing.get("items") if isinstance(listing, dict) else None
+        why, seen = [], set()
+        for lease in items if isinstance(items, list) else []:
+            meta = lease.get("metadata") if isinstance(lease, dict) else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            role = _labels(lease).get(ROLE_LABEL)
+            if not isinstance(name, str) or role not in ("shard", "member"):
+                continue
+            seen.add(name)
+            if self._liveness.live(name, lease):
+                count = _count_of(lease) or "unknown"
+                why.append(f"{role} Lease {name} of {_spec_record(lease)[0]} runs with --shards {count}, we with 1")
+        self._liveness.keep(seen)
+        now = self._mono()
+        reason = "; ".join(sorted(why)[:3])
+        blocked = self.blocker.update(reason, now, self.client.config.timeout_s)
+        if self.telemetry is not None:
+            self.telemetry.lease_conflict.set(1 if blocked else 0)
+        if blocked and not reason:
+            return f"waiting {self.blocker.until - now:.0f} s for the last writes of replicas with shards"
+        return reason or None
+
+
 class ShardedStateStore(StateStore):
     """Each shard's policies' state in its own ConfigMap, read when the shard is acquired.
 
-    :meth:`load` reads the shards held but not yet read in their current term, and returns only their
-    states (the controller restores exactly those entries); :meth:`save` writes each shard we may write
-    whose part changed, under that shard's guard (the ``guard`` argument is the whole replica's and
-    is not enough here)."""
+    :meth:`load` reads the shards held but not yet read in their current term (and, on its first call,
+    every other shard read-only, for the ``external`` policies), and returns their states;
+    :meth:`restorable` says which of them may be applied to which policy. :meth:`save` files each
+    state under its policy's shard now and writes each shard we may write whose part changed, under
+    that shard's guard (the ``guard`` argument is the whole replica's and is not enough here)."""
 
     def __init__(self, client: KubeClient, *, namespace: str, name: str, shards: ShardSet) -> None:
         super().__init__()
         self.shards = shards
+        count = {COUNT_LABEL: str(shards.count)}
         self.stores = [
-            ConfigMapStateStore(client, namespace=namespace, name=shard_state_name(name, i))
+            ConfigMapStateStore(client, namespace=namespace, name=shard_state_name(name, i), labels=count)
             for i in range(shards.count)
         ]
         self._blobs: dict[int, str] = {}  # what each shard's ConfigMap holds, as we last read or wrote it
+        self._source: dict[str, tuple[int, bool]] = {}  # key -> (shard read from, read as its holder)
+        self._started = False
+
+    async def _read(self, index: int) -> dict[str, TargetState]:
+        store = self.stores[index]
+        states = await store.load()
+        found = store.found_labels.get(COUNT_LABEL)
+        if states and found != str(self.shards.count):
+            log.warning(
+                "state ConfigMap %s was written with --shards %s, not %d: its policies start fresh",
+                store.name,
+                found or "unknown",
+                self.shards.count,
+                extra={"shard": index},
+            )
+            return {}
+        return states
 
     async def load(self) -> dict[str, TargetState]:
         read: dict[str, TargetState] = {}
         done = []
         for index, term in self.shards.unread():
-            states = await self.stores[index].load()  # a KubeError: nothing is marked read, the caller retries
-            read.update(states)
-            self._blobs[index] = encode_states(states)
+            states = await self._read(index)  # a KubeError: nothing is marked read, the caller retries
+            self._blobs[index] = self.stores[index].blob or encode_states({})
+            self._file(read, index, states, holder=True)
             done.append((index, term))
+        if not self._started:
+            held = {index for index, _ in done}
+            for index in range(self.shards.count):
+                if index not in held:
+                    try:
+                        self._file(read, index, await self._read(index), holder=False)
+                    except KubeError as exc:  # the external policies of that shard start fresh
+                        log.warning("state of shard %d not read: %s", index, exc)
+            self._started = True
         for index, term in done:
             self.shards.mark_read(index, term)
         return read
+
+    def _file(
+        self, read: dict[str, TargetState], index: int, states: Mapping[str, TargetState], *, holder: bool
+    ) -> None:
+        """Add a shard's states; of a key found in two shards, keep the one of its shard now."""
+        for key, state in states.items():
+            before = self._source.get(key)
+            if key in read and before is not None and self.shards.shard_keys.get(key) == before[0]:
+                continue
+            read[key] = state
+            self._source[key] = (index, holder)
+
+    def restorable(self, key: str, policy: ScalingPolicy) -> bool:
+        source = self._source.get(key)
+        if source is None or source[0] != shard_of(policy, self.shards.count):
+            return False  # an old entry of a retargeted policy, filed under its former shard
+        return source[1] or policy.mode is Mode.EXTERNAL
 
     async def save(self, states: Mapping[str, TargetState], *, guard: Callable[[], bool] | None = None) -> bool:
         parts: dict[int, dict[str, TargetState]] = {}
@@ -442,14 +710,17 @@ class ShardedStateStore(StateStore):
             if index is not None:
                 parts.setdefault(index, {})[key] = state
         ok = True
-        for index, part in sorted(parts.items()):
+        for index in range(self.shards.count):
             if not self.shards.writable(index):
                 continue
+            part = parts.get(index, {})
             blob = encode_states(part)
             if self._blobs.get(index) == blob:
-                continue
+                continue  # (a held shard whose part shrank, even to nothing, is rewritten)
             if await self.stores[index].save(part, guard=self.shards.shard_guard(index)):
                 self._blobs[index] = blob
             else:
                 ok = False
+                if self.stores[index].stale:
+                    self.shards.reread(index)
         return ok

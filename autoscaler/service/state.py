@@ -9,6 +9,11 @@ starts and whenever it becomes leader. A policy whose state is missing starts as
 recording the current replica count as its first recommendation, which blocks scale-down for one
 stabilization window: conservative, never a burst. Compressed, a policy's state is ~100-300 bytes, so
 one ConfigMap (1 MiB) holds several thousand policies.
+
+Conflicts. A save is a PUT with the ``resourceVersion`` we last read or wrote. A 409 means someone else
+wrote since: we read the ConfigMap again and retry only when its content is still what we know (a
+write of metadata only); another writer's content is never overwritten unread. The store then refuses
+to save until :meth:`ConfigMapStateStore.load` reads it again (``stale``), and the caller re-reads.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from autoscaler.core.policy import ScalingPolicy
 from autoscaler.core.step import TargetState
 from autoscaler.service.kube import KubeClient, KubeConflict, KubeError, KubeNotFound
 
@@ -72,13 +78,27 @@ class StateStore:
         self.saved = dict(states)
         return True
 
+    def restorable(self, key: str, policy: ScalingPolicy) -> bool:
+        """Whether the state last loaded for ``key`` may be applied to ``policy`` (with shards: only
+        when it was read from the policy's shard)."""
+        return True
+
 
 class ConfigMapStateStore(StateStore):
-    def __init__(self, client: KubeClient, *, namespace: str, name: str) -> None:
+    def __init__(
+        self, client: KubeClient, *, namespace: str, name: str, labels: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.client = client
         self.namespace, self.name = namespace, name
+        self.labels = {"app.kubernetes.io/name": "inference-autoscaler", **(labels or {})}
         self._rv: str | None = None
+        self.blob: str | None = None
+        """The content we last read or wrote (None: absent or empty)."""
+        self.found_labels: dict[str, str] = {}
+        """The labels of the ConfigMap as last read."""
+        self.stale = False
+        """Another writer's content is there, unread: no save until :meth:`load`."""
 
     @property
     def path(self) -> str:
@@ -88,10 +108,14 @@ class ConfigMapStateStore(StateStore):
         try:
             body = await self.client.request("GET", self.path)
         except KubeNotFound:
-            self._rv = None
+            self._rv, self.blob, self.found_labels, self.stale = None, None, {}, False
             return {}
-        self._rv = body.get("metadata", {}).get("resourceVersion")
+        meta = body.get("metadata") or {}
+        self._rv = meta.get("resourceVersion")
+        labels = meta.get("labels")
+        self.found_labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
         blob = (body.get("binaryData") or {}).get(KEY)
+        self.blob, self.stale = blob or None, False
         if not blob:
             return {}
         try:
@@ -103,8 +127,11 @@ class ConfigMapStateStore(StateStore):
             return {}
 
     async def save(self, states: Mapping[str, TargetState], *, guard: Callable[[], bool] | None = None) -> bool:
-        """Write the states. Every attempt is guarded (only a leader writes): after a conflict with a
-        write we did not make, it re-reads and overwrites only while the guard still holds."""
+        """Write the states. Every attempt is guarded (only a leader writes). After a conflict, it
+        retries only if the content is still what we read or wrote (see the module docstring)."""
+        if self.stale:
+            log.warning("state not persisted: ConfigMap %s/%s must be read again first", self.namespace, self.name)
+            return False
         blob = encode_states(states)
         if len(blob) > MAX_BYTES:
             log.error(
@@ -117,7 +144,7 @@ class ConfigMapStateStore(StateStore):
             "metadata": {
                 "name": self.name,
                 "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/name": "inference-autoscaler"},
+                "labels": dict(self.labels),
             },
             "binaryData": {KEY: blob},
         }
@@ -131,16 +158,33 @@ class ConfigMapStateStore(StateStore):
                     body["metadata"]["resourceVersion"] = self._rv
                     done = await self.client.request("PUT", self.path, body=body, guard=guard)
                 self._rv = done.get("metadata", {}).get("resourceVersion")
-                self.saved = dict(states)
+                self.saved, self.blob = dict(states), blob
                 return True
             except (KubeConflict, KubeNotFound):
-                # Someone else wrote (a previous leader) or it was deleted: take its version, overwrite.
-                try:
-                    current = await self.client.request("GET", self.path)
-                    self._rv = current.get("metadata", {}).get("resourceVersion")
-                except KubeNotFound:
-                    self._rv = None
+                if not await self._same_content():
+                    return False
             except KubeError as exc:
                 log.warning("state not persisted: %s", exc)
                 return False
         return False
+
+    async def _same_content(self) -> bool:
+        """After a 409 or 404: read the ConfigMap again; True (and its version taken) when it still holds
+        what we know, so that the retry overwrites nothing unread. A deleted one is re-created only if
+        we knew it empty or absent."""
+        try:
+            current = await self.client.request("GET", self.path)
+        except KubeNotFound:
+            current = None
+        blob = ((current.get("binaryData") or {}).get(KEY) or None) if current is not None else None
+        if blob != self.blob:
+            log.error(
+                "state not persisted: ConfigMap %s/%s was written by another writer since we read it; "
+                "reading it again before any save",
+                self.namespace,
+                self.name,
+            )
+            self.stale = True
+            return False
+        self._rv = (current.get("metadata") or {}).get("resourceVersion") if current is not None else None
+        return True

@@ -153,6 +153,11 @@ class Telemetry:
         self.shard_leader = Gauge(
             "inference_autoscaler_shard_leader", "1 while this replica holds the shard's Lease.", ("shard",), registry=r
         )
+        self.lease_conflict = Gauge(
+            "inference_autoscaler_lease_conflict",
+            "1 while live Leases of replicas running another --shards value keep this replica from leading.",
+            registry=r,
+        )
         self.policies = Gauge("inference_autoscaler_policies", "Policies loaded.", registry=r)
         self.policy_errors = Gauge("inference_autoscaler_policy_errors", "Errors in the policy files.", registry=r)
         self.paused = Gauge(
