@@ -16,7 +16,16 @@ Case matrix:
   float32-exact inputs), whether the history was built at once or tick by tick.
 * Close forecasts beyond it: on 8 days of a diurnal 15 s series, the tiered history's forecasts
   match the full-resolution layout's within a few percent.
-* Warm start: a Prometheus-built 8-day history lands in the tiers, and the ticks extend it.
+* Warm start: a Prometheus-built 8-day history lands in the tiers, and the ticks extend it;
+  ``warm_start`` gives a history read under another bound the policy's ``historyDays``.
+* One layout per series (review 2, findings 1-2): when a fold happens follows from the length alone,
+  so appending to a value gives the same history whether that value was appended to before (a
+  retry after a 409), pickled (the tuner) or rebuilt from its values; lineages never drift apart.
+* Folding cleans as the forecaster does (finding 3): a counter reset (a negative rate) is not averaged
+  into a coarse mean, and a corrupt spike counts at most SPIKE_FACTOR x the fine part's 99th
+  percentile, so neither poisons 5 minutes of means nor moves the forecast off the full-resolution one.
+* Bounds (finding 5): the span stays within ``capacity`` rounded up to a coarse slot between folds;
+  counts of a very fine step do not overflow.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from autoscaler.core.policy import ColdStart, Predictive
 from autoscaler.core.predictive import record_demand
 from autoscaler.core.step import TargetState, warm_start
 from autoscaler.forecast import DemandHistory, forecast_demand
-from autoscaler.forecast.history import COARSE_STEP_S, FULL_SPAN_S
+from autoscaler.forecast.history import COARSE_STEP_S, FULL_SPAN_S, history_points
+from autoscaler.forecast.select import SPIKE_FACTOR
 
 DAY = 86400.0
 STEP = 15.0
@@ -68,7 +78,8 @@ def test_old_slots_become_means_with_counts_and_gaps_stay_gaps() -> None:
     y = np.arange(200, dtype=np.float64)  # 50 min at 15 s; full resolution for the last 10 min
     y[3] = np.nan  # group 0 (slots 0..19): 19 samples
     y[20:40] = np.nan  # group 1: a gap
-    h = DemandHistory(0.0, STEP, y, full_span_s=600.0)
+    # a bound of 200 slots: the fold is due at 200 (40 at full resolution + 160 to fold)
+    h = DemandHistory(0.0, STEP, y, 200, full_span_s=600.0)
     coarse = h.coarse
     assert coarse is not None and coarse.step_s == COARSE_STEP_S and coarse.start_s == 0.0
     # 200 - 40 = 160 slots beyond the span: 8 whole groups of 20 fold, 40 stay at 15 s
@@ -89,19 +100,17 @@ def test_appending_tick_by_tick_builds_the_same_tiers_as_building_at_once() -> N
     y[rng.random(y.size) < 0.05] = np.nan
     at_once = DemandHistory(50.0, STEP, y, 2000, full_span_s=3600.0)
     ticks = appended(50.0, STEP, y, max_points=2000, full_span_s=3600.0)
-    # appends fold only when the buffer is full (an hour at a time): compare where both hold a tier
+    # when a fold happens follows from the length alone: both hold exactly the same tiers
     assert ticks.end_s == at_once.end_s == 50.0 + 2999 * STEP
     assert ticks.coarse is not None and at_once.coarse is not None
-    shift = round((at_once.coarse.start_s - ticks.coarse.start_s) / COARSE_STEP_S)
-    both = min(len(ticks.coarse) - shift, len(at_once.coarse))
-    assert both > 50 and (ticks.coarse.start_s - 50.0) % COARSE_STEP_S == 0  # the same 5-minute grid
-    np.testing.assert_array_equal(ticks.coarse.means[shift : shift + both], at_once.coarse.means[:both])
-    np.testing.assert_array_equal(ticks.coarse.counts[shift : shift + both], at_once.coarse.counts[:both])
-    fine = min(len(ticks), len(at_once))
-    np.testing.assert_array_equal(ticks.values[-fine:], at_once.values[-fine:])
+    assert (ticks.start_s, len(ticks), ticks.coarse.start_s) == (at_once.start_s, len(at_once), at_once.coarse.start_s)
+    assert (ticks.coarse.start_s - 50.0) % COARSE_STEP_S == 0 and len(ticks.coarse) > 50
+    np.testing.assert_array_equal(ticks.coarse.means, at_once.coarse.means)
+    np.testing.assert_array_equal(ticks.coarse.counts, at_once.coarse.counts)
+    np.testing.assert_array_equal(ticks.values, at_once.values)
     np.testing.assert_array_equal(at_once.values, y[-len(at_once) :])
-    for h in (at_once, ticks):  # bounded to max_points, plus at most the hour that waits to be folded
-        assert 2000 - 20 <= (h.end_s - h.first_s) / STEP + 1 <= 2000 + 240
+    for h in (at_once, ticks):  # bounded to max_points, rounded up to a whole coarse slot
+        assert 2000 <= (h.end_s - h.first_s) / STEP + 1 < 2000 + 20
 
 
 def test_full_span_infinite_keeps_the_single_array_layout() -> None:
@@ -133,7 +142,7 @@ def test_value_days_back_is_the_mean_of_its_five_minute_slot() -> None:
 def test_until_in_the_coarse_tier_keeps_whole_slots_only() -> None:
     y = np.ones(400)
     h = DemandHistory(0.0, STEP, y, full_span_s=600.0)
-    assert h.coarse is not None and len(h.coarse) == 18
+    assert h.coarse is not None and len(h.coarse) == 12  # one fold of an hour (240 slots) was due
     cut = h.until(5 * COARSE_STEP_S - STEP - 1.0)  # before the 5th slot's last sample: 4 were whole
     assert cut.coarse is not None and len(cut.coarse) == 4 and len(cut) == 0
     assert cut.end_s == 4 * COARSE_STEP_S - STEP and cut.dense()[1].size == 80
@@ -156,8 +165,8 @@ def test_bytes_stay_bounded_over_thirty_days_of_ticks() -> None:
         if i % 500 == 0:
             peak = max(peak, h.nbytes)
     assert peak <= 48 * 1024 < OLD_BYTES_8_DAYS / 7
-    # the covered span is the 8 days asked for, not more
-    assert 8 * DAY - COARSE_STEP_S <= h.end_s - h.first_s <= 8 * DAY + FULL_SPAN_S / 20
+    # the covered span is the 8 days asked for, rounded up to a whole coarse slot, not more
+    assert 8 * DAY - STEP <= h.end_s - h.first_s < 8 * DAY - STEP + COARSE_STEP_S
     # a new buffer per fold (an hour of ticks) plus the doublings at the start: no copy per tick
     assert buffers <= 30 * 24 + 20, buffers
 
@@ -263,7 +272,10 @@ def test_warm_start_fills_the_tiers_and_ticks_extend_them() -> None:
     step = p.interval_s
     now = 10 * DAY
     times = np.arange(now - 7 * DAY, now - step / 2, step)
-    recorded = DemandHistory.from_samples(times, np.full(times.size, 50.0), step, start_s=now - 7 * DAY)
+    bound = history_points(7.0, step)  # historyDays 7, as the service reads it
+    recorded = DemandHistory.from_samples(
+        times, np.full(times.size, 50.0), step, start_s=now - 7 * DAY, max_points=bound
+    )
     state = warm_start(TargetState(), p, recorded)
     assert state.demand is recorded
     assert step == 15  # the default interval: 7 days at 15 s, of which the oldest ~5.9 days are folded
@@ -276,3 +288,166 @@ def test_warm_start_fills_the_tiers_and_ticks_extend_them() -> None:
     assert history is not None
     assert history.values[-1] == 60.0 and history.first_s <= now - 6 * DAY
     assert history.nbytes <= 48 * 1024
+
+
+# -- one layout per series (review 2, findings 1 and 2) ----------------------------------------------------
+
+
+def _tiers(h: DemandHistory) -> tuple[Any, ...]:
+    coarse = h.coarse
+    tiers = None if coarse is None else (coarse.start_s, coarse.means.tobytes(), coarse.counts.tobytes())
+    return (h.start_s, len(h), h.values.tobytes(), tiers, h.max_points)
+
+
+def _diurnal(t: float, rng: np.random.Generator) -> float:
+    return float(
+        100 + 60 * math.sin(2 * math.pi * t / DAY) + 25 * math.sin(2 * math.pi * t * 7 / 3600) + rng.normal(0, 8)
+    )
+
+
+def test_a_retry_appends_exactly_what_the_first_attempt_appended_across_a_fold() -> None:
+    rng = np.random.default_rng(2)
+    bound = history_points(8.0, STEP)
+    state = DemandHistory.empty(start_s=0.0, step_s=STEP, max_points=bound)
+    t = 0.0
+    for _ in range(6480 + 20 * 240):  # 47 h: several folds done, the next one 240 ticks away at most
+        state, t = state.append(t, _diurnal(t, rng)), t + STEP
+    folds = 0
+    for _ in range(300):  # a whole fold cycle and more: the controller's step, then its retry after a 409
+        v = _diurnal(t, rng)
+        first = state.append(t, v)
+        retry = state.append(t, v)  # the same input state: no longer the newest value on its buffer
+        assert _tiers(retry) == _tiers(first)
+        np.testing.assert_array_equal(retry.dense()[1], first.dense()[1])
+        if first.coarse is not None and state.coarse is not None and first.coarse.end_s != state.coarse.end_s:
+            folds += 1
+            fa, fb = forecast_demand(first, now_s=t, horizon_s=600.0), forecast_demand(retry, now_s=t, horizon_s=600.0)
+            assert (
+                fa is not None and fb is not None and (fa.point, fa.upper, fa.model) == (fb.point, fb.upper, fb.model)
+            )
+        state, t = first, t + STEP
+    assert folds >= 1
+    # and the two lineages, fed the same ticks from then on, stay identical
+    a, b = state.append(t, 1.0), state.append(t, 1.0)
+    for _ in range(600):
+        t += STEP
+        v = _diurnal(t, rng)
+        a, b = a.append(t, v), b.append(t, v)
+    assert _tiers(a) == _tiers(b)
+
+
+@pytest.mark.parametrize("ticks", [3300, 6479, 6480, 6719, 6720 + 100, 6480 + 20 * 240 + 239])
+def test_appending_gives_one_history_whether_retried_pickled_or_rebuilt(ticks: int) -> None:
+    rng = np.random.default_rng(ticks)
+    h = DemandHistory.empty(start_s=0.0, step_s=STEP, max_points=history_points(8.0, STEP))
+    t = 0.0
+    for _ in range(ticks):
+        h, t = h.append(t, _diurnal(t, rng)), t + STEP
+    twins = {
+        "retried": (h.append(t, 0.5), h)[1],  # an append from h already happened
+        "pickled": pickle.loads(pickle.dumps(h)),
+        "pickled twice": pickle.loads(pickle.dumps(pickle.loads(pickle.dumps(h)))),
+    }
+    if h.coarse is None:
+        twins["rebuilt"] = DemandHistory(h.start_s, h.step_s, h.values, h.max_points)
+    lineage = {"original": h, **twins}
+    for _ in range(6720 - min(ticks, 6480) + 250):  # past the next fold, and past a 6600-slot buffer's end
+        v = _diurnal(t, rng)
+        lineage = {name: x.append(t, v) for name, x in lineage.items()}
+        t += STEP
+        want = _tiers(lineage["original"])
+        for name in twins:
+            assert _tiers(lineage[name]) == want, (name, repr(lineage[name]), repr(lineage["original"]))
+
+
+# -- folding cleans as the forecaster does (finding 3) ----------------------------------------------------
+
+
+def test_a_counter_reset_is_not_averaged_into_a_coarse_mean() -> None:
+    rng = np.random.default_rng(7)
+    y = np.round(100 + 10 * rng.random(3 * 5760))
+    resets = np.arange(37, y.size, 240)
+    y[resets] = -900.0  # a counter reset read as a negative rate, hourly
+    h = DemandHistory(0.0, STEP, y)
+    coarse = h.coarse
+    assert coarse is not None
+    groups = y[: len(coarse) * 20].reshape(-1, 20)
+    clean = np.where(groups >= 0, groups, np.nan)
+    np.testing.assert_allclose(coarse.means, np.nanmean(clean, axis=1), rtol=1e-6)
+    assert coarse.counts.tolist() == np.count_nonzero(groups >= 0, axis=1).tolist()
+    assert coarse.counts.min() == 19 and float(coarse.means.min()) >= 100.0
+
+
+def test_a_corrupt_spike_counts_at_most_the_forecasters_cap() -> None:
+    y = np.full(3 * 5760, 100.0)
+    y[np.arange(0, y.size, 7)] = 120.0  # some spread: the 99th percentile is 120
+    y[2000] = 1e9  # one corrupt sample, in a slot that gets folded
+    h = DemandHistory(0.0, STEP, y)
+    coarse = h.coarse
+    assert coarse is not None and len(coarse) > 100
+    group = y[2000 - 2000 % 20 : 2000 - 2000 % 20 + 20].copy()
+    group[2000 % 20] = 120.0 * SPIKE_FACTOR  # what the forecaster clips the spike to
+    assert coarse.means[2000 // 20] == pytest.approx(float(np.mean(group)))
+    assert coarse.counts[2000 // 20] == 20
+
+
+def test_bad_samples_in_the_coarse_tier_leave_the_forecast_where_full_resolution_has_it() -> None:
+    t = np.arange(0, 9 * DAY, STEP)
+    rng = np.random.default_rng(7)
+    base = 100 + 50 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 3, t.size)
+    resets, spikes = base.copy(), base.copy()
+    resets[np.arange(37, t.size, 240)] = -900.0  # hourly counter resets
+    spikes[np.arange(2000, t.size, 5760)] = 1e9  # one corrupt sample a day
+    for y in (resets, spikes):
+        tiered = DemandHistory(0.0, STEP, y)
+        full = DemandHistory(0.0, STEP, y, full_span_s=math.inf)
+        for horizon in (600.0, 1800.0):
+            a = forecast_demand(tiered, now_s=t[-1], horizon_s=horizon)
+            b = forecast_demand(full, now_s=t[-1], horizon_s=horizon)
+            assert a is not None and b is not None
+            assert a.model.startswith("seasonal"), (a.model, dict(a.errors))  # not the fallbacks
+            assert abs(a.upper - b.upper) / b.upper < 0.01, (a.upper, b.upper)
+            assert a.errors["seasonal-daily"] <= 1.1 * b.errors["seasonal-daily"]
+
+
+# -- bounds (finding 5) -------------------------------------------------------------------------------------
+
+
+def test_the_span_stays_within_the_capacity_between_folds() -> None:
+    bound = history_points(7.0, STEP)
+    h = DemandHistory.empty(start_s=0.0, step_s=STEP, max_points=bound)
+    spans = set()
+    for i in range(int(7.5 * 5760)):
+        h = h.append(i * STEP, 1.0)
+        if i > 7 * 5760:
+            spans.add(round((h.end_s - h.first_s) / STEP) + 1)
+    assert min(spans) >= bound and max(spans) < bound + 20, (min(spans), max(spans))
+
+
+def test_counts_of_a_very_fine_step_do_not_overflow() -> None:
+    h = DemandHistory(0.0, 0.004, np.ones(200_000), max_points=200_000, full_span_s=0.4)
+    coarse = h.coarse
+    assert coarse is not None and coarse.step_s == pytest.approx(300.0)
+    assert coarse.counts.tolist() == [75_000] * len(coarse) and coarse.means.tolist() == [1.0] * len(coarse)
+
+
+def test_warm_start_bounds_the_history_by_history_days() -> None:
+    from dataclasses import replace
+
+    base = policy(metric("tokens", "AverageValue", 1000.0), min_replicas=1, max_replicas=10)
+    times = np.arange(0.0, 3 * DAY, STEP)
+    unbounded = DemandHistory.from_samples(times, np.full(times.size, 50.0), STEP, start_s=0.0)  # 8 days
+    for days in (2.0, 14.0):
+        p = replace(
+            base, predictive=Predictive(metric="tokens", quantile=0.95, seasonality_s=(DAY,), history_days=days)
+        )
+        state = warm_start(TargetState(), p, unbounded)
+        history = state.demand
+        assert history is not None and history.capacity == history_points(days, STEP) == history.max_points
+        history = record_demand(history, p, 50.0, 3 * DAY)
+        assert history is not None and history.capacity == history_points(days, STEP)
+        span = round((history.end_s - history.first_s) / STEP) + 1
+        if days == 14.0:  # everything read is kept, and room for 11 more days
+            assert span == times.size + 1
+        else:  # 2 days, rounded up to a whole coarse slot
+            assert history_points(days, STEP) <= span < history_points(days, STEP) + 20

@@ -131,3 +131,22 @@ async def test_nothing_to_read_or_a_failed_read_starts_cold(tmp_path: Path) -> N
     failing = PrometheusHistory(StandIn({}, error=PrometheusUnreachable("connection refused")))
     assert await failing.demand_history(slo, start_s=0, end_s=600, step_s=STEP_S) is None
     assert warm_start(TargetState(), slo, None).demand is None
+
+
+async def test_the_warm_start_keeps_the_policys_history_days(tmp_path: Path) -> None:
+    # review 2, finding 4: the read history had the default 8-day bound, and the ticks keep a history's
+    # bound, so historyDays 14 silently became 8 (and 2 kept 8 days of memory)
+    for days in (2, 14):
+        policy = load(tmp_path, PREDICTIVE.replace("historyDays: 1", f"historyDays: {days}"))
+        times = [STEP_S * i for i in range(5760)]  # the last day of it recorded
+        client = StandIn({PrometheusHistory(StandIn({})).queries(policy)["tokens"]: {t: 40.0 for t in times}})
+        recorded = await PrometheusHistory(client).demand_history(
+            policy, start_s=times[-1] - days * 86400.0, end_s=times[-1], step_s=STEP_S
+        )
+        assert recorded is not None
+        assert recorded.max_points == recorded.capacity == int(days * 86400 / STEP_S) + 1
+        state = warm_start(TargetState(), policy, recorded)
+        assert state.demand is recorded  # already under the policy's bound: kept as read
+        metrics = {"tokens": MetricReading.of(40.0), "custom": MetricReading.of(1.0)}
+        _, state = step(TargetReading(2, 2, metrics), state, policy, times[-1] + STEP_S)
+        assert state.demand is not None and state.demand.capacity == int(days * 86400 / STEP_S) + 1

@@ -227,10 +227,20 @@ def note_scale_change(
 def warm_start(state: TargetState, policy: ScalingPolicy, history: DemandHistory | None) -> TargetState:
     """Seed the demand history from recorded history (read before the first tick), when it fits the
     policy's grid; the ticks then extend it as usual. ``DemandHistory.from_samples`` has already
-    folded its older part into the coarse tier, so a warm start costs no more memory than the ticks."""
-    if (policy.predictive is None and policy.slo is None) or history is None or history.step_s != policy.interval_s:
+    folded its older part into the coarse tier, so a warm start costs no more memory than the ticks.
+    The history takes the policy's ``historyDays`` as its bound (the ticks keep whatever bound the
+    history has, so a warm start read without it would keep the default 8 days for good)."""
+    if policy.predictive is not None:
+        days = policy.predictive.history_days
+    elif policy.slo is not None:
+        days = policy.slo.history_days
+    else:
         return state
-    return replace(state, demand=history, forecast_fit=None)
+    if history is None or history.step_s != policy.interval_s:
+        return state
+    from autoscaler.forecast.history import history_points
+
+    return replace(state, demand=history.bounded(history_points(days, policy.interval_s)), forecast_fit=None)
 
 
 def retarget(state: TargetState, old: ScalingPolicy, new: ScalingPolicy) -> TargetState:

@@ -16,7 +16,11 @@ predictive targets that is several GB. The forecasters do not need all of it at 
   there (:data:`COARSE_STEP_S`) loses almost nothing.
 
 Older slots are therefore folded into 5-minute means with a count of the samples behind each (count 0
-and mean NaN: a gap stays a gap). 8 days at 15 s then take about 40 KB instead of 368 KB.
+and mean NaN: a gap stays a gap). 8 days at 15 s then take about 38 KB instead of 368 KB. A fold
+averages what the forecaster would use of those slots (its cleaning runs on ``dense()``, after the
+fold, so the fold has to clean the same way): finite values >= 0, each capped at ``SPIKE_FACTOR`` x the
+99th percentile of the full-resolution part being folded. Otherwise one counter reset (a negative
+rate) or one corrupt spike would poison a whole 5-minute mean.
 
 Storage is float32 (24-bit mantissa, relative rounding < 6e-8): demand signals are counts and rates
 whose own noise is orders of magnitude larger, and it halves the bytes. :attr:`values` hands out
@@ -26,16 +30,27 @@ to float32) is stored exactly.
 Appending is O(1) amortised, not a copy per tick: successive values share one append-only buffer
 (:class:`_Ring`). A value sees ``data[off : off + n]``; appending writes *after* that range, where no
 older value looks, so older values stay intact. Appending to a value that is not the newest one on
-its buffer (a retry from an earlier state, a history cut by :meth:`until`) copies instead. When the
-buffer is full, the oldest whole 5-minute groups beyond :data:`FULL_SPAN_S` are folded into the coarse
-tier and the rest is copied to a new buffer: a copy of about a day of points every hour of ticks.
+its buffer (a retry from an earlier state, a history cut by :meth:`until`) copies instead.
+
+When a fold happens is a rule on the full-resolution length alone (:meth:`_Layout.folds`): once it
+reaches :data:`FULL_SPAN_S` plus an hour of whole 5-minute groups, that hour is folded into the coarse
+tier (groups anchored at the coarse tier's start) and the rest is copied to a new buffer - a copy of
+about a day of points every hour of ticks. The buffer's size never decides anything, so the tiers are
+a function of the series: the hot path, a copy (the retry after a 409, which must give exactly what
+the first attempt gave), the constructor and unpickling (the tuner) all fold at the same ticks, and a
+history built at once holds what the same values appended one by one would.
 
 Caveats:
 
-* The history stores what it is given (non-finite values become NaN; values beyond float32's range
-  are clipped to it). Cleaning - negative rates from counter resets, absurd spikes - is the
-  forecaster's job, so that the raw series stays inspectable.
-* The total length is bounded (``capacity``, by default 8 days at the step): the oldest slots drop.
+* The full-resolution part stores what it is given (non-finite values become NaN; values beyond
+  float32's range are clipped to it), so that the recent raw series stays inspectable; cleaning it is
+  the forecaster's job. The coarse tier holds cleaned means (above), not raw ones.
+* The total span is bounded by ``capacity`` (by default 8 days at the step) rounded up to a whole
+  coarse slot: the oldest coarse slots drop as the full-resolution part grows, the oldest
+  full-resolution ones when the history is not tiered.
+* The coarse slot is the whole number of steps nearest 5 minutes (240 s at a 120 s step, 360 s at
+  180 s); steps of 250 s and more are not tiered. Counts take the narrowest unsigned type that holds
+  one slot's samples.
 * The shared buffer assumes one writer at a time (the core is synchronous); values may be read from
   any thread.
 * ``len(history)``, :attr:`values`, :attr:`start_s` and :meth:`times_s` describe the full-resolution
@@ -52,7 +67,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["COARSE_STEP_S", "DEFAULT_HISTORY_S", "FULL_SPAN_S", "CoarseTier", "DemandHistory"]
+__all__ = ["COARSE_STEP_S", "DEFAULT_HISTORY_S", "FULL_SPAN_S", "CoarseTier", "DemandHistory", "history_points"]
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -63,6 +78,12 @@ FULL_SPAN_S = 27 * 3600.0  # the backtested day + horizon + the models' windows 
 COARSE_STEP_S = 300.0  # the seasonal lookups smooth over +-10 min; 5-minute means lose little there
 FOLD_EVERY_S = 3600.0  # a full buffer folds this much at once (a copy of ~a day per hour of ticks)
 _F32_MAX = float(np.finfo(np.float32).max)
+
+
+def history_points(history_days: float, step_s: float) -> int:
+    """``max_points`` for ``history_days`` of slots of ``step_s`` (a policy's ``historyDays``): the
+    bound the ticks keep (:func:`autoscaler.core.predictive.record_demand` computes the same)."""
+    return int(history_days * 86400 / step_s) + 1
 
 
 def _as_float32(values: npt.ArrayLike) -> Float32Array:
@@ -114,15 +135,50 @@ class CoarseTier:
         return int(self.means.nbytes + self.counts.nbytes)
 
 
-def _fold(fine: FloatArray, factor: int) -> tuple[Float32Array, CountArray]:
-    """Means and counts of consecutive groups of ``factor`` slots (``fine.size`` is a multiple)."""
+def _count_dtype(factor: int) -> type[np.unsignedinteger[Any]]:
+    """The narrowest unsigned type that holds a count of ``factor`` samples."""
+    if factor <= np.iinfo(np.uint8).max:
+        return np.uint8
+    return np.uint16 if factor <= np.iinfo(np.uint16).max else np.uint32
+
+
+def _spike_cap(window: FloatArray) -> float:
+    """The forecaster's spike cap (``select.SPIKE_FACTOR`` x the 99th percentile of the usable values)
+    for values folded out of ``window``: ``inf`` (no cap) when nothing in it is usable or the cap is 0."""
+    from autoscaler.forecast.select import SPIKE_FACTOR  # select imports this module
+
+    usable = window[np.isfinite(window) & (window >= 0.0)]
+    if usable.size == 0:
+        return math.inf
+    cap = float(np.percentile(usable, 99)) * SPIKE_FACTOR
+    return cap if cap > 0 else math.inf
+
+
+def _fold(fine: FloatArray, factor: int, caps: FloatArray) -> tuple[Float32Array, CountArray]:
+    """Means and counts of consecutive groups of ``factor`` slots (``fine.size`` is a multiple), over
+    the values the forecaster would use: finite and >= 0 (a counter reset read as a negative rate is
+    not averaged in), each capped at its group's entry of ``caps`` (a corrupt spike counts as the cap,
+    as the forecaster clips it, instead of swamping 5 minutes of means)."""
     block = fine.reshape(-1, factor)
-    ok = np.isfinite(block)
+    ok = np.isfinite(block) & (block >= 0.0)
     counts = ok.sum(axis=1)
-    sums = np.where(ok, block, 0.0).sum(axis=1)
+    sums = np.where(ok, np.minimum(block, caps[:, None]), 0.0).sum(axis=1)
     means = np.full(block.shape[0], np.nan)
     np.divide(sums, counts, out=means, where=counts > 0)
-    return means.astype(np.float32), counts.astype(np.uint8 if factor <= 255 else np.uint16)
+    return means.astype(np.float32), counts.astype(_count_dtype(factor))
+
+
+def _fold_chunks(fine: FloatArray, layout: _Layout, chunks: int) -> tuple[Float32Array, CountArray]:
+    """Fold the first ``chunks`` x ``fold_points`` slots of ``fine`` as that many successive folds
+    would, one at a time: each chunk's spike cap is taken over the slots the fine part held when it
+    was folded (the chunk and the ``full_points`` after it), so a history built at once and one fed
+    tick by tick fold to the same means."""
+    per_chunk = layout.fold_points // layout.factor
+    caps = np.empty(chunks * per_chunk)
+    for k in range(chunks):
+        lo = k * layout.fold_points
+        caps[k * per_chunk : (k + 1) * per_chunk] = _spike_cap(fine[lo : lo + layout.fold_at])
+    return _fold(fine[: chunks * layout.fold_points], layout.factor, caps)
 
 
 class DemandHistory:
@@ -260,26 +316,23 @@ class DemandHistory:
         layout = _Layout.of(step_s, max_points, full_span_s)
         if not layout.tiered:
             drop = max(0, fine.size - layout.capacity)
-            start_s, fine = start_s + drop * step_s, fine[drop:]
+            start_s, fine, coarse = start_s + drop * step_s, fine[drop:], None
         else:
-            groups = max(0, (fine.size - layout.full_points) // layout.factor)
-            if groups:
-                cut = groups * layout.factor
-                means, counts = _fold(fine[:cut], layout.factor)
+            chunks = layout.folds(fine.size)
+            if chunks:
+                cut = chunks * layout.fold_points
+                means, counts = _fold_chunks(fine, layout, chunks)
                 if coarse is None or len(coarse) == 0:
-                    coarse_start = start_s
+                    coarse = CoarseTier(start_s, layout.factor * step_s, means, counts)
                 else:
-                    coarse_start = coarse.start_s
-                    means = np.concatenate((coarse.means, means))
-                    counts = np.concatenate((coarse.counts, counts))
+                    coarse = CoarseTier(
+                        coarse.start_s,
+                        coarse.step_s,
+                        np.concatenate((coarse.means, means)),
+                        np.concatenate((coarse.counts, counts)),
+                    )
                 start_s, fine = start_s + cut * step_s, fine[cut:]
-                excess = max(0, means.size - layout.coarse_slots(fine.size))
-                coarse = CoarseTier(
-                    coarse_start + excess * layout.factor * step_s,
-                    layout.factor * step_s,
-                    _readonly(means[excess:].copy()),
-                    _readonly(counts[excess:].copy()),
-                )
+            coarse = _trimmed(coarse, layout.coarse_slots(fine.size), copy=True)
         size = layout.buffer_points(fine.size)
         data = np.full(size, np.nan, dtype=np.float32)
         data[: fine.size] = _as_float32(fine)
@@ -371,19 +424,21 @@ class DemandHistory:
         n, off, ring, layout = self._n, self._off, self._ring, self._layout
         end = off + n
         new = slot - n + 1  # slots to add
-        if new > 0 and ring.filled == end and end + new <= ring.data.size and new <= layout.capacity:
-            # the hot path: write after everything older values can see
+        if new > 0 and ring.filled == end and end + new <= ring.data.size and layout.grows_in_place(n, new):
+            # the hot path: write after everything older values can see; no fold is due
             if new > 1:
                 ring.data[end : end + new - 1] = np.nan
             ring.data[end + new - 1] = min(max(v, -_F32_MAX), _F32_MAX) if v == v else v  # NaN stays NaN
             ring.filled = end + new
             n += new
-            start_s = self.start_s
+            start_s, coarse = self.start_s, self._coarse
             if not layout.tiered and n > layout.capacity:
                 drop = n - layout.capacity
                 off, n, start_s = off + drop, layout.capacity, start_s + drop * self.step_s
+            elif coarse is not None:  # the oldest coarse slots drop as the fine part grows (a view)
+                coarse = _trimmed(coarse, layout.coarse_slots(n), copy=False)
             return DemandHistory._raw(
-                start_s, self.step_s, ring, off, n, self._coarse, self.max_points, self.full_span_s, layout
+                start_s, self.step_s, ring, off, n, coarse, self.max_points, self.full_span_s, layout
             )
         fine = ring.data[off:end].astype(np.float64)
         if new <= 0:
@@ -398,6 +453,15 @@ class DemandHistory:
         else:
             fine = np.concatenate((fine, np.full(new - 1, np.nan), [v]))
         return DemandHistory._build(self.start_s, self.step_s, fine, self._coarse, self.max_points, self.full_span_s)
+
+    def bounded(self, max_points: int | None) -> DemandHistory:
+        """The same series under another bound (``max_points``, as in the constructor): the oldest
+        slots drop to a smaller bound; a larger one keeps what there is and lets the ticks fill it."""
+        if max_points == self.max_points:
+            return self
+        _check(self.start_s, self.step_s, max_points, self.full_span_s)
+        fine = self._ring.data[self._off : self._off + self._n].astype(np.float64)
+        return DemandHistory._build(self.start_s, self.step_s, fine, self._coarse, max_points, self.full_span_s)
 
     def until(self, time_s: float) -> DemandHistory:
         """The slots at or before ``time_s`` (what was known then; a coarse slot only when all of it was)."""
@@ -434,12 +498,30 @@ def _restore(
     max_points: int | None,
     full_span_s: float | None,
 ) -> DemandHistory:
+    # the buffer's size does not matter: when a fold happens follows from the length alone
     layout = _Layout.of(step_s, max_points, full_span_s)
     data = np.full(layout.buffer_points(fine.size), np.nan, dtype=np.float32)
     data[: fine.size] = fine
+    if coarse is not None:  # unpickled arrays come back writable
+        coarse = CoarseTier(coarse.start_s, coarse.step_s, _readonly(coarse.means), _readonly(coarse.counts))
     return DemandHistory._raw(
         start_s, step_s, _Ring(data, fine.size), 0, fine.size, coarse, max_points, full_span_s, layout
     )
+
+
+def _trimmed(coarse: CoarseTier | None, keep: int, *, copy: bool) -> CoarseTier | None:
+    """``coarse`` without its oldest slots beyond ``keep``: views on the hot path (O(1)), fresh
+    read-only arrays when building (so that a dropped past is not kept alive)."""
+    if coarse is None:
+        return None
+    excess = len(coarse) - keep
+    if excess <= 0 and not copy:
+        return coarse
+    excess = max(0, excess)
+    means, counts = coarse.means[excess:], coarse.counts[excess:]
+    if copy:
+        means, counts = _readonly(means.copy()), _readonly(counts.copy())
+    return CoarseTier(coarse.start_s + excess * coarse.step_s, coarse.step_s, means, counts)
 
 
 def _check(start_s: float, step_s: float, max_points: int | None, full_span_s: float | None) -> None:
@@ -461,7 +543,7 @@ class _Layout:
     full_points: int  # slots kept at full resolution (at least, when tiered)
     factor: int  # slots per coarse slot
     tiered: bool  # False: everything at full resolution, the oldest slots simply drop
-    fold_points: int  # spare room of a full buffer (whole groups): how much folds at once
+    fold_points: int  # how much folds at once (whole groups, about an hour, never past the capacity)
 
     @staticmethod
     def of(step_s: float, max_points: int | None, full_span_s: float | None) -> _Layout:
@@ -470,14 +552,36 @@ class _Layout:
         full = capacity if math.isinf(span) else min(capacity, max(1, math.ceil(span / step_s)))
         factor = max(1, round(COARSE_STEP_S / step_s))
         tiered = factor >= 2 and capacity > full + factor
-        fold = factor * max(2, round(FOLD_EVERY_S / (factor * step_s)))
+        groups = max(2, round(FOLD_EVERY_S / (factor * step_s)))
+        fold = factor * max(1, min(groups, (capacity - full) // factor))
         return _Layout(capacity, full, factor, tiered, fold)
 
+    @property
+    def fold_at(self) -> int:
+        """The full-resolution length that triggers a fold (never reached by a stored value)."""
+        return self.full_points + self.fold_points
+
+    def folds(self, n: int) -> int:
+        """How many chunks of ``fold_points`` a full-resolution part of ``n`` slots folds.
+
+        The one rule for when folding happens, a function of the length alone: the hot path, a copy
+        (a retry, a cut history), the constructor and unpickling all apply it, so the same series
+        gives the same tiers whichever way it was built. Growing one slot at a time from ``full_points``
+        it folds one chunk at ``fold_at`` and is back at ``full_points``; a longer part folds as that
+        many successive folds would have."""
+        return (n - self.full_points) // self.fold_points if self.tiered and n >= self.fold_at else 0
+
+    def grows_in_place(self, n: int, new: int) -> bool:
+        """Whether ``new`` slots after ``n`` leave the layout alone (no fold is due, nothing to drop
+        past what the hot path drops)."""
+        return n + new < self.fold_at if self.tiered else new <= self.capacity
+
     def coarse_slots(self, fine_points: int) -> int:
-        """Coarse slots to keep beside ``fine_points`` full-resolution ones (a partial one counts)."""
+        """Coarse slots to keep beside ``fine_points`` full-resolution ones (a partial one counts, so
+        the span is ``capacity`` rounded up to a whole coarse slot)."""
         return max(0, math.ceil((self.capacity - fine_points) / self.factor))
 
     def buffer_points(self, n: int) -> int:
         """Buffer size for a part of ``n`` slots: room to grow, doubling until the steady size."""
-        steady = self.full_points + self.fold_points if self.tiered else self.capacity + max(16, self.capacity // 8)
+        steady = self.fold_at if self.tiered else self.capacity + max(16, self.capacity // 8)
         return max(n + 1, min(steady, max(64, 2 * n)))

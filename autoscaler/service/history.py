@@ -23,7 +23,7 @@ from autoscaler.prometheus.errors import PrometheusError
 from autoscaler.prometheus.ranges import RangeClient, summed_range
 from autoscaler.signals.promql import target_expr
 
-__all__ = ["HistorySource", "PrometheusHistory", "demand_series", "demand_signals"]
+__all__ = ["HistorySource", "PrometheusHistory", "demand_series", "demand_signals", "history_days"]
 
 log = logging.getLogger("autoscaler.history")
 
@@ -40,6 +40,15 @@ def demand_signals(policy: ScalingPolicy) -> tuple[MetricSpec, ...]:
     if policy.slo is not None:
         return (policy.slo.running, policy.slo.waiting, policy.slo.completions)
     return ()
+
+
+def history_days(policy: ScalingPolicy) -> float:
+    """How many days of demand ``policy`` keeps (its ``historyDays``); 0 for one that forecasts nothing."""
+    if policy.predictive is not None:
+        return policy.predictive.history_days
+    if policy.slo is not None:
+        return policy.slo.history_days
+    return 0.0
 
 
 def demand_series(policy: ScalingPolicy, series: Mapping[str, Mapping[float, float]]) -> dict[float, float]:
@@ -73,7 +82,7 @@ class PrometheusHistory:
         return {spec.name: target_expr(policy, spec, window=self.window) for spec in demand_signals(policy)}
 
     async def demand_history(self, policy: ScalingPolicy, *, start_s: float, end_s: float, step_s: float) -> Any:
-        from autoscaler.forecast import DemandHistory
+        from autoscaler.forecast.history import DemandHistory, history_points
 
         queries = self.queries(policy)
         if not queries:
@@ -96,4 +105,5 @@ class PrometheusHistory:
         if not totals:
             return None
         times = sorted(totals)
-        return DemandHistory.from_samples(times, [totals[t] for t in times], step_s, start_s=start_s)
+        bound = history_points(history_days(policy), step_s)  # the policy's historyDays, as the ticks keep
+        return DemandHistory.from_samples(times, [totals[t] for t in times], step_s, start_s=start_s, max_points=bound)
