@@ -397,3 +397,31 @@ async def test_an_event_is_not_sent_after_leadership_is_lost_during_its_backoff(
     posts = [r for r in kube.requests if r.method == "POST" and r.path.endswith("/events")]
     assert [r.status for r in posts] == [503]  # the retry was not sent
     assert kube.list_objects("", "v1", "events", "team-a") == []
+
+
+async def test_a_former_leaders_late_state_write_is_read_then_replaced_not_left_forever(tmp_path: Path) -> None:
+    """One leader at a time: a state ConfigMap written by someone else after our read is a former
+    leader's late write, older than this leader's memory. The leader re-reads it (so that its save no
+    longer overwrites anything unread) and persists its own state again; its memory is kept."""
+    from autoscaler.service.state import KEY, decode_states
+
+    write_policy(tmp_path, policy_text())
+    signals = ScriptedSignals()
+    signals.set("team-a/chat", queue=40)
+    async with KubeStandIn() as kube:
+        kube.add_deployment("team-a", "chat-llm", 2)
+        controller, client = make_controller(kube.url, tmp_path, signals)
+        await controller.tick(T0)
+        kube.reconcile_workloads()
+        ours = controller.entries["team-a/chat"].state.scaler
+        cm = kube.get_object("", "v1", "configmaps", "ops", "ia-state")
+        assert cm is not None
+        late = dict(cm)
+        late["binaryData"] = {KEY: cm["binaryData"][KEY][:-4] + "AAAA"}  # other content
+        kube.put_object("", "v1", "configmaps", late)
+        await controller.tick(T0 + 15)  # the save conflicts, sees other content: refused this time
+        await controller.tick(T0 + 30)  # re-read, then saved
+        await client.close()
+        saved = decode_states(kube.get_object("", "v1", "configmaps", "ops", "ia-state")["binaryData"][KEY])
+    assert saved["team-a/chat"].scaler == controller.entries["team-a/chat"].state.scaler
+    assert set(ours.recommendations) <= set(saved["team-a/chat"].scaler.recommendations)  # memory kept

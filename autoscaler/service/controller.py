@@ -334,6 +334,12 @@ class Controller:
             entry.next_due = max(entry.next_due + entry.policy.interval_s, now + 0.001)
         if self.leadership.is_leader() and self._state_loaded and not self.settings.dry_run:
             try:
+                if self.shards is None and getattr(self.store, "stale", False):
+                    # Another writer's content landed after ours: a former leader's late write (one leader
+                    # at a time). It is older than what this leader holds (read when it took the lease,
+                    # then carried on): read it so the next save may replace it, and keep ours.
+                    log.warning("state ConfigMap written by another writer; re-read, keeping this leader's state")
+                    await self.store.load()
                 await self._persist()
             except KubeError as exc:
                 log.warning("state not persisted: %s", exc)
