@@ -39,11 +39,11 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.labels import Selector, parse_selector
+from autoscaler.labels import Requirement, Selector, parse_selector
 from autoscaler.service.kube import KubeClient, KubeError, KubeGone, KubeInvalidResponse, WatchEvent
 
 __all__ = ["ChangeHandler", "Informer", "InformerCounters", "drop_managed_fields"]
@@ -87,7 +87,19 @@ def drop_managed_fields(obj: Object) -> Object:
     return obj
 
 
-@functools.lru_cache(maxsize=256)
+def _labels(obj: Object) -> dict[str, str]:
+    labels = (obj.get("metadata") or {}).get("labels") if isinstance(obj.get("metadata"), dict) else None
+    if not isinstance(labels, dict):
+        return {}
+    return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _exact(requirement: Requirement) -> bool:
+    """A term only objects with that exact label value match (so the label index may narrow to them)."""
+    return requirement.op in ("=", "==") or (requirement.op == "in" and len(requirement.values) == 1)
+
+
+@functools.lru_cache(maxsize=16384)  # a selector per target: the cache must hold a fleet's
 def _selector(text: str) -> Selector:
     """Parsed once per distinct selector string: a tick asks with the same few selectors again and again."""
     return parse_selector(text)
@@ -168,6 +180,7 @@ class Informer:
         self._rng = rng or random.Random()
         self._sleep, self._clock = sleep, clock
         self._store: dict[str, dict[str, Object]] = {}  # namespace -> name -> object: the store and its index
+        self._by_label: dict[str, dict[tuple[str, str], set[str]]] = {}  # namespace -> (key, value) -> names
         self._handlers: list[ChangeHandler] = []
         self.synced = asyncio.Event()
         """Set once the first full list is stored (and stays set)."""
@@ -198,10 +211,17 @@ class Informer:
         Scale's ``status.selector``). Only that namespace is scanned. A bad selector raises
         :class:`autoscaler.labels.SelectorError` (a ``ValueError``) with the Go message."""
         wanted = _selector(selector)
-        out = []
-        for obj in self._store.get(namespace, {}).values():
-            labels = obj.get("metadata", {}).get("labels") or {}
-            if wanted.matches(labels if isinstance(labels, dict) else {}):
+        objects = self._store.get(namespace, {})
+        index = self._by_label.get(namespace, {})
+        exact = [index.get((r.key, r.values[0]), set()) for r in wanted.requirements if _exact(r)]
+        # An equality term narrows to the objects carrying that label (an index by namespace, key and
+        # value): a tick's thousands of selects each touch their target's pods, not the namespace's.
+        narrowest: set[str] | None = min(exact, key=len) if exact else None
+        names: Iterable[str] = narrowest if narrowest is not None else objects.keys()
+        out: list[Object] = []
+        for name in names:
+            obj = objects.get(name)
+            if obj is not None and wanted.matches(_labels(obj)):
                 out.append(obj)
         return out
 
@@ -324,8 +344,28 @@ class Informer:
             if not paged or not token:
                 return objects, rv
 
+    def _index(self, namespace: str, name: str, obj: Object | None, add: bool) -> None:
+        if obj is None:
+            return
+        index = self._by_label.setdefault(namespace, {})
+        for pair in _labels(obj).items():
+            if add:
+                index.setdefault(pair, set()).add(name)
+            else:
+                names = index.get(pair)
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del index[pair]
+        if not index:
+            del self._by_label[namespace]
+
     def _replace(self, objects: dict[str, dict[str, Object]]) -> None:
         old_store, self._store = self._store, objects
+        self._by_label = {}
+        for namespace, stored in objects.items():
+            for name, obj in stored.items():
+                self._index(namespace, name, obj, add=True)
         if not self._handlers:
             return
         for namespace, old_objects in old_store.items():
@@ -385,6 +425,7 @@ class Informer:
             namespace, name = _key(obj, self.path)
             objects = self._store.setdefault(namespace, {})
             old = objects.get(name)
+            self._index(namespace, name, old, add=False)
             if kind == "DELETED":
                 objects.pop(name, None)
                 if not objects:
@@ -393,6 +434,7 @@ class Informer:
             else:
                 new = self._transform(obj)
                 objects[name] = new
+                self._index(namespace, name, new, add=True)
                 self._notify("MODIFIED" if old is not None else "ADDED", old, new)
             self.stats.events += 1
         if rv:
