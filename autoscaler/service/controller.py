@@ -382,8 +382,9 @@ class Controller:
                 observed_generation=generation if problem is not None and isinstance(generation, int) else None,
             )
             statuses.append((policy, policy.namespace, policy.name, status, previous))
+        running = {entry.policy.source for entry in self.entries.values()}
         for source, (reason, message) in self.object_problems.items():
-            if source in ticked or source in self._running_sources():
+            if source in ticked or source in running:
                 continue
             namespace, _, name = source.partition(" ")[2].partition("/")
             obj = objects.get(namespace, name)
@@ -422,9 +423,6 @@ class Controller:
             return self.leadership.is_leader
         index = zlib.crc32(f"{namespace}/{name}".encode()) % self.shards.count
         return self.shards.shard_guard(index)
-
-    def _running_sources(self) -> set[str]:
-        return {entry.policy.source for entry in self.entries.values()}
 
     def _guard(self, policy: ScalingPolicy) -> Callable[[], bool]:
         """What every write for ``policy`` is guarded by: the lease, or with shards its shard's."""
