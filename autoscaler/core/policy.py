@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_SCALE_DOWN",
     "DEFAULT_SCALE_UP",
     "DEFAULT_TOLERANCE",
+    "PAUSE_ANNOTATIONS",
     "SLO_INPUT_TARGET",
     "Behavior",
     "ColdStart",
@@ -224,6 +225,8 @@ KEDA_PAUSE_ANNOTATIONS = {  # KEDA's names, accepted as they are
     "autoscaling.keda.sh/paused": PAUSED_ANNOTATION,
     "autoscaling.keda.sh/paused-replicas": PAUSED_REPLICAS_ANNOTATION,
 }
+PAUSE_ANNOTATIONS = frozenset({PAUSED_ANNOTATION, PAUSED_REPLICAS_ANNOTATION, *KEDA_PAUSE_ANNOTATIONS})
+"""Every annotation :func:`parse_pause` reads (what a policy object or a cached target keeps)."""
 
 
 @dataclass(frozen=True, slots=True)

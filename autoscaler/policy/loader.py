@@ -38,7 +38,7 @@ from autoscaler.core.policy import (
     API_VERSION,
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
-    KEDA_PAUSE_ANNOTATIONS,
+    PAUSE_ANNOTATIONS,
     PAUSED_ANNOTATION,
     PAUSED_REPLICAS_ANNOTATION,
     SLO_INPUT_TARGET,
@@ -1062,7 +1062,6 @@ def _validated(doc: _Doc, layers: Sequence[_Layer], result: LoadResult) -> Scali
 
 # -------------------------------------------------------------------------------------- API objects
 
-_PAUSE_ANNOTATIONS = frozenset({PAUSED_ANNOTATION, PAUSED_REPLICAS_ANNOTATION, *KEDA_PAUSE_ANNOTATIONS})
 
 
 def object_source(obj: Mapping[str, Any]) -> str:
@@ -1085,7 +1084,7 @@ def object_document(obj: Mapping[str, Any]) -> dict[str, Any]:
         metadata["labels"] = meta["labels"]
     annotations = meta.get("annotations")
     if isinstance(annotations, Mapping):
-        paused = {key: value for key, value in annotations.items() if key in _PAUSE_ANNOTATIONS}
+        paused = {key: value for key, value in annotations.items() if key in PAUSE_ANNOTATIONS}
         if paused:
             metadata["annotations"] = paused
     document: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": metadata}

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autoscaler.core.policy import KEDA_PAUSE_ANNOTATIONS, PAUSED_ANNOTATION, PAUSED_REPLICAS_ANNOTATION, TargetRef
+from autoscaler.core.policy import PAUSE_ANNOTATIONS, TargetRef
 from autoscaler.service.informer import Informer
 from autoscaler.service.kube import KubeClient
 
@@ -42,7 +42,6 @@ WORKLOADS: Mapping[tuple[str, str], str] = {  # (group, kind) -> plural, all app
     ("apps", "StatefulSet"): "statefulsets",
     ("apps", "ReplicaSet"): "replicasets",
 }
-_PAUSE_KEYS = frozenset({PAUSED_ANNOTATION, PAUSED_REPLICAS_ANNOTATION, *KEDA_PAUSE_ANNOTATIONS})
 
 
 def format_selector(selector: object) -> str | None:
@@ -88,7 +87,7 @@ def _workload(obj: dict[str, Any]) -> dict[str, Any]:
             "namespace": meta.get("namespace"),
             "uid": meta.get("uid"),
             "resourceVersion": meta.get("resourceVersion"),
-            "annotations": {k: v for k, v in annotations.items() if k in _PAUSE_KEYS}
+            "annotations": {k: v for k, v in annotations.items() if k in PAUSE_ANNOTATIONS}
             if isinstance(annotations, dict)
             else annotations,
         },
