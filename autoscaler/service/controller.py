@@ -351,8 +351,8 @@ class Controller:
         """The status of each ScalingPolicy object ticked now, and of each one refused, written by the
         holder of its lease (or shard) when it says something new (a merge patch of ``/status``)."""
         objects = self.policy_source.objects
-        if objects is None or self.settings.dry_run:
-            return
+        if objects is None or self.settings.dry_run or not self.leadership.is_leader():
+            return  # a standby (or a replica holding no shard) writes no status: nothing to build
         statuses: list[tuple[ScalingPolicy | None, str, str, dict[str, Any], dict[str, Any] | None]] = []
         ticked = set()
         for record in records:
